@@ -1,0 +1,606 @@
+#include "http_server.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <new>
+
+#include "log.hpp"
+
+namespace core {
+
+using block = http_server::pool::block;
+
+// Largest answer one request can produce: head + the handler's whole body scratch.
+static constexpr size_t kMaxResponse = http_server::max_body + 1024;
+
+struct http_conn {
+  uv_tcp_t tcp{};
+  uv_write_t write_req{};
+  uv_shutdown_t shutdown_req{};
+  llhttp_t parser{};
+  http_server* server = nullptr;
+  http_conn* prev = nullptr;
+  http_conn* next = nullptr;
+  block* target = nullptr;  // request-target, copied as it arrives (it may straddle reads)
+  block* out = nullptr;     // gathered answers not yet written
+  block* in = nullptr;      // input parked while a write is in flight
+  uint32_t target_len = 0;
+  uint32_t out_len = 0;
+  uint32_t in_len = 0;
+  uint32_t requests = 0;       // answered on this connection
+  uint64_t last_active = 0;    // uv_now of the last read or completed write
+  uint64_t request_start = 0;  // uv_now of the first byte of the current request
+  uint64_t body_bytes = 0;     // body bytes of the current request (discarded)
+  uint16_t error_status = 0;   // status to answer for HPE_USER (our own limits)
+  bool in_request = false;     // a message has begun and is not complete
+  bool writing = false;        // a uv_write is in flight
+  bool reading = false;
+  bool stop_parsing = false;  // the last answer is queued: ignore further input
+  bool close_after_write = false;
+  bool peer_eof = false;
+  bool lingering = false;  // answered and shut down: waiting for the peer's FIN
+  bool closing = false;
+};
+
+struct http_server::internals {
+  static llhttp_settings_t settings;
+
+  static http_server& srv(http_conn* c) { return *c->server; }
+  static uint64_t now(http_conn* c) { return uv_now(srv(c).loop_); }
+
+  // --- connection list and lifecycle -------------------------------------------------------
+
+  static void link(http_server& s, http_conn* c) {
+    c->next = s.conns_;
+    if (s.conns_ != nullptr) s.conns_->prev = c;
+    s.conns_ = c;
+    ++s.conn_count_;
+  }
+
+  static void unlink(http_server& s, http_conn* c) {
+    if (c->prev != nullptr) c->prev->next = c->next;
+    if (c->next != nullptr) c->next->prev = c->prev;
+    if (s.conns_ == c) s.conns_ = c->next;
+    --s.conn_count_;
+  }
+
+  static void release(http_server& s, block*& b) {
+    if (b != nullptr) s.pool_.release(b);
+    b = nullptr;
+  }
+
+  // Never frees: memory goes back only in the close callback, after libuv is done with it.
+  static void close_conn(http_conn* c) {
+    if (c->closing) return;
+    c->closing = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_close);
+  }
+
+  static void on_close(uv_handle_t* h) {
+    auto* c = static_cast<http_conn*>(h->data);
+    http_server& s = srv(c);
+    release(s, c->target);
+    release(s, c->out);
+    release(s, c->in);
+    unlink(s, c);
+    delete c;
+    maybe_finish_drain(s);
+  }
+
+  static void start_reading(http_conn* c) {
+    if (c->reading || c->closing) return;
+    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read) == 0) {
+      c->reading = true;
+    } else {
+      close_conn(c);
+    }
+  }
+
+  static void stop_reading(http_conn* c) {
+    if (!c->reading) return;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+    c->reading = false;
+  }
+
+  static bool idle(const http_conn* c) {
+    return !c->in_request && !c->writing && c->out_len == 0 && c->in_len == 0 && !c->lingering;
+  }
+
+  // --- accepting ---------------------------------------------------------------------------
+
+  static void on_connection(uv_stream_t* listener, int status) {
+    auto& s = *static_cast<http_server*>(listener->data);
+    if (status < 0) {
+      log_event("ERROR", "accept error=%s", uv_err_name(status));
+      return;
+    }
+    auto* c = new (std::nothrow) http_conn;
+    if (c == nullptr) return;  // the pending connection stays in the backlog
+    c->server = &s;
+    uv_tcp_init(s.loop_, &c->tcp);
+    c->tcp.data = c;
+    link(s, c);
+    if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+      close_conn(c);
+      return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+    c->parser.data = c;
+    c->last_active = c->request_start = uv_now(s.loop_);
+    if (s.conn_count_ > s.config_.max_connections) {
+      reply_error(c, 503, "too many connections");
+      flush(c);
+      return;
+    }
+    start_reading(c);
+  }
+
+  // --- reading and parsing -----------------------------------------------------------------
+
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    http_server& s = srv(static_cast<http_conn*>(h->data));
+    // One read buffer for the whole loop: input is parsed before the next read happens, and
+    // whatever must outlive this callback (the target, parked input) is copied out.
+    buf->base = s.read_buf_;
+    buf->len = sizeof s.read_buf_;
+  }
+
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* c = static_cast<http_conn*>(stream->data);
+    if (nread == 0) return;  // EAGAIN: nothing to do
+    if (nread < 0) {
+      stop_reading(c);
+      c->peer_eof = true;
+      // A half-closed client still gets the answers it asked for before its FIN.
+      if (nread == UV_EOF && !c->lingering && (c->writing || c->out_len > 0)) {
+        c->close_after_write = true;
+        c->stop_parsing = true;
+      } else {
+        close_conn(c);
+      }
+      return;
+    }
+    c->last_active = now(c);
+    if (c->lingering) return;  // discarding until the FIN
+    process(c, buf->base, static_cast<size_t>(nread));
+  }
+
+  // Feeds input to the parser. Answers are gathered in c->out; when the block is nearly full
+  // the parser pauses, the block is flushed, and parsing continues. If the socket pushes back,
+  // the rest of the input is parked in c->in and parsed when the write completes.
+  static void process(http_conn* c, const char* data, size_t len) {
+    while (len > 0 && !c->stop_parsing && !c->closing) {
+      llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+      if (err == HPE_OK) break;
+      if (err == HPE_PAUSED) {
+        size_t used = static_cast<size_t>(llhttp_get_error_pos(&c->parser) - data);
+        data += used;
+        len -= used;
+        llhttp_resume(&c->parser);
+        if (c->stop_parsing) break;
+        if (!flush(c)) {
+          park_input(c, data, len);
+          return;
+        }
+        continue;
+      }
+      if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED_H2_UPGRADE) {
+        // The request was answered as plain HTTP; the connection cannot continue after it.
+        c->stop_parsing = true;
+        c->close_after_write = true;
+        break;
+      }
+      int status = err == HPE_USER && c->error_status != 0 ? c->error_status : 400;
+      reply_error(c, status, llhttp_get_error_reason(&c->parser));
+      break;
+    }
+    flush(c);
+  }
+
+  static void park_input(http_conn* c, const char* data, size_t len) {
+    if (len == 0 || c->stop_parsing) return;
+    if (c->in == nullptr) c->in = srv(c).pool_.acquire();
+    // data may already point into c->in (parsing parked input): memmove handles the overlap.
+    memmove(c->in->data, data, len);
+    c->in_len = static_cast<uint32_t>(len);
+  }
+
+  static int on_message_begin(llhttp_t* p) {
+    auto* c = static_cast<http_conn*>(p->data);
+    c->in_request = true;
+    c->request_start = now(c);
+    c->target_len = 0;
+    c->body_bytes = 0;
+    return 0;
+  }
+
+  static int on_url(llhttp_t* p, const char* at, size_t len) {
+    auto* c = static_cast<http_conn*>(p->data);
+    http_server& s = srv(c);
+    if (c->target_len + len > s.config_.max_target_bytes) {
+      c->error_status = 414;
+      llhttp_set_error_reason(p, "request-target too long");
+      return HPE_USER;
+    }
+    if (c->target == nullptr) c->target = s.pool_.acquire();
+    memcpy(c->target->data + c->target_len, at, len);
+    c->target_len += static_cast<uint32_t>(len);
+    return 0;
+  }
+
+  static int on_headers_complete(llhttp_t* p) {
+    auto* c = static_cast<http_conn*>(p->data);
+    if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > srv(c).config_.max_body_bytes) {
+      c->error_status = 413;
+      llhttp_set_error_reason(p, "request body too large");
+      return HPE_USER;
+    }
+    return 0;
+  }
+
+  static int on_body(llhttp_t* p, const char*, size_t len) {
+    auto* c = static_cast<http_conn*>(p->data);
+    // Bodies are read and discarded; chunked bodies count against the same limit.
+    c->body_bytes += len;
+    if (c->body_bytes > srv(c).config_.max_body_bytes) {
+      c->error_status = 413;
+      llhttp_set_error_reason(p, "request body too large");
+      return HPE_USER;
+    }
+    return 0;
+  }
+
+  static int on_message_complete(llhttp_t* p) {
+    auto* c = static_cast<http_conn*>(p->data);
+    handle_request(c);
+    c->in_request = false;
+    release(srv(c), c->target);
+    c->target_len = 0;
+    if (c->stop_parsing) return HPE_PAUSED;
+    // Keep room for the next answer; otherwise pause so the block can be flushed first.
+    if (block_size - c->out_len < kMaxResponse) return HPE_PAUSED;
+    return 0;
+  }
+
+  // --- answering ---------------------------------------------------------------------------
+
+  static std::string_view http_date(http_server& s) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec != s.date_sec_) {
+      format_http_date(ts.tv_sec, s.date_);
+      s.date_sec_ = ts.tv_sec;
+    }
+    return {s.date_, 29};
+  }
+
+  static void append_response(http_conn* c, int status, const char* content_type,
+                              std::string_view extra, std::string_view body, bool head_only,
+                              bool keep_alive, bool http10) {
+    http_server& s = srv(c);
+    if (c->out == nullptr) c->out = s.pool_.acquire();
+    buf_writer w(c->out->data + c->out_len, block_size - c->out_len);
+    response_head h;
+    h.status = status;
+    h.content_type = content_type;
+    h.content_length = body.size();
+    h.connection =
+        !keep_alive ? conn_header::close : (http10 ? conn_header::keep_alive : conn_header::none);
+    h.date = http_date(s);
+    h.extra_headers = extra;
+    write_response_head(w, h);
+    if (!head_only) w.put(body);
+    if (!w.overflow) {
+      c->out_len += static_cast<uint32_t>(w.len);
+    } else {
+      // Cannot happen: the parser pauses while less than kMaxResponse is free.
+      log_event("ERROR", "response did not fit status=%d", status);
+      c->stop_parsing = true;
+      c->close_after_write = true;
+    }
+    ++c->requests;
+    if (!keep_alive) {
+      c->stop_parsing = true;
+      c->close_after_write = true;
+    }
+  }
+
+  static void access_log(http_conn* c, std::string_view method, std::string_view target, int status,
+                         size_t bytes) {
+    if (!srv(c).config_.access_log) return;
+    char escaped[512];
+    log_escape(target, escaped, sizeof escaped);
+    log_event("ACCESS", "method=%.*s target=\"%s\" status=%d bytes=%zu",
+              static_cast<int>(method.size()), method.data(), escaped, status, bytes);
+  }
+
+  static void handle_request(http_conn* c) {
+    http_server& s = srv(c);
+    llhttp_t* p = &c->parser;
+    http_request req{};
+    req.method = static_cast<llhttp_method_t>(p->method);
+    req.method_name = llhttp_method_name(req.method);
+    req.target = c->target != nullptr ? std::string_view(c->target->data, c->target_len)
+                                      : std::string_view();
+    req.version_major = p->http_major;
+    req.version_minor = p->http_minor;
+    req.keep_alive = llhttp_should_keep_alive(p) != 0 && !s.draining_;
+    bool http10 = p->http_major == 1 && p->http_minor == 0;
+
+    http_reply reply;
+    reply.body = buf_writer(s.body_buf_, sizeof s.body_buf_);
+    s.handler_(s.ctx_, req, reply);
+    if (reply.body.overflow) {
+      log_event("ERROR", "response body too large target_bytes=%zu", req.target.size());
+      reply = http_reply{};
+      reply.status = 500;
+      reply.body = buf_writer(s.body_buf_, sizeof s.body_buf_);
+      reply.body.put("{\"error\":\"internal error\"}");
+    }
+    append_response(c, reply.status, reply.content_type, reply.extra_headers, reply.body.view(),
+                    req.method == HTTP_HEAD, req.keep_alive, http10);
+    access_log(c, req.method_name, req.target, reply.status, reply.body.len);
+  }
+
+  // One error answer, then the connection closes: after a framing error nothing that follows
+  // on the connection can be trusted.
+  static void reply_error(http_conn* c, int status, const char* reason) {
+    char body[128];
+    buf_writer w(body, sizeof body);
+    w.put("{\"error\":\"");
+    json_escape(w, http_reason(status));
+    w.put("\"}");
+    append_response(c, status, "application/json", {}, w.view(), false, false, false);
+    c->in_request = false;
+    const char* target = c->target != nullptr ? c->target->data : "";
+    access_log(c, "-", std::string_view(target, c->target_len), status, w.len);
+    if (status != 503 && status != 408) {
+      char why[160];
+      log_escape(reason != nullptr ? reason : "", why, sizeof why);
+      log_event("REJECT", "status=%d reason=\"%s\"", status, why);
+    }
+  }
+
+  // --- writing -----------------------------------------------------------------------------
+
+  // Writes gathered answers. Returns true when nothing is left pending.
+  static bool flush(http_conn* c) {
+    if (c->closing) return false;
+    if (c->writing) return false;
+    if (c->out_len == 0) {
+      release(srv(c), c->out);
+      if (c->close_after_write) finish_connection(c);
+      return !c->close_after_write;
+    }
+    uv_buf_t b = uv_buf_init(c->out->data, c->out_len);
+    auto* stream = reinterpret_cast<uv_stream_t*>(&c->tcp);
+    int n = uv_try_write(stream, &b, 1);
+    if (n == static_cast<int>(c->out_len)) {
+      c->out_len = 0;
+      release(srv(c), c->out);
+      c->last_active = now(c);
+      if (c->close_after_write) {
+        finish_connection(c);
+        return false;
+      }
+      return true;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+      close_conn(c);
+      return false;
+    }
+    if (n < 0) n = 0;
+    // The socket pushed back: one uv_write for the rest; stop reading until it completes.
+    b = uv_buf_init(c->out->data + n, c->out_len - static_cast<unsigned>(n));
+    if (uv_write(&c->write_req, stream, &b, 1, on_write) != 0) {
+      close_conn(c);
+      return false;
+    }
+    c->writing = true;
+    stop_reading(c);
+    return false;
+  }
+
+  static void on_write(uv_write_t* req, int status) {
+    auto* c = static_cast<http_conn*>(req->handle->data);
+    c->writing = false;
+    c->out_len = 0;
+    release(srv(c), c->out);
+    if (c->closing) return;
+    if (status < 0) {
+      close_conn(c);
+      return;
+    }
+    c->last_active = now(c);
+    if (c->close_after_write) {
+      finish_connection(c);
+      return;
+    }
+    if (c->in_len > 0) {
+      // Parse what arrived while we were writing; it may park again (in place).
+      size_t len = c->in_len;
+      c->in_len = 0;
+      process(c, c->in->data, len);
+      if (c->in_len == 0) release(srv(c), c->in);
+    }
+    if (c->closing || c->writing || c->close_after_write) return;
+    if (c->peer_eof) {
+      close_conn(c);
+      return;
+    }
+    start_reading(c);
+    if (srv(c).draining_ && idle(c)) close_conn(c);
+  }
+
+  // After the last answer: send our FIN, then wait briefly for the peer's, so that unread
+  // input does not turn into a reset that destroys the answer in flight (lingering close).
+  static void finish_connection(http_conn* c) {
+    if (c->closing || c->lingering) return;
+    if (c->peer_eof) {
+      close_conn(c);
+      return;
+    }
+    c->lingering = true;
+    c->last_active = now(c);
+    release(srv(c), c->in);
+    c->in_len = 0;
+    if (uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp), on_shutdown) != 0) {
+      close_conn(c);
+    }
+  }
+
+  static void on_shutdown(uv_shutdown_t* req, int status) {
+    auto* c = static_cast<http_conn*>(req->handle->data);
+    if (c->closing) return;
+    if (status < 0 || c->peer_eof) {
+      close_conn(c);
+      return;
+    }
+    start_reading(c);  // discard until EOF or the linger deadline
+  }
+
+  // --- timers ------------------------------------------------------------------------------
+
+  // One periodic sweep instead of a timer per connection: header, idle and linger deadlines.
+  static void on_sweep(uv_timer_t* t) {
+    auto& s = *static_cast<http_server*>(t->data);
+    uint64_t now_ms = uv_now(s.loop_);
+    for (http_conn* c = s.conns_; c != nullptr;) {
+      http_conn* next = c->next;  // close_conn never unlinks synchronously, but stay safe
+      if (!c->closing) {
+        if (c->lingering) {
+          if (now_ms - c->last_active >= s.config_.linger_ms) close_conn(c);
+        } else if (c->in_request) {
+          if (now_ms - c->request_start >= s.config_.header_timeout_ms && !c->writing) {
+            c->stop_parsing = true;
+            reply_error(c, 408, "request timeout");
+            flush(c);
+          }
+        } else if (c->writing) {
+          if (now_ms - c->last_active >= s.config_.idle_timeout_ms) close_conn(c);
+        } else if (idle(c)) {
+          // A connection that never sent a request gets the header timeout, not the idle one.
+          uint64_t limit =
+              c->requests == 0 ? s.config_.header_timeout_ms : s.config_.idle_timeout_ms;
+          if (now_ms - c->last_active >= limit) close_conn(c);
+        }
+      }
+      c = next;
+    }
+  }
+
+  static void on_deadline(uv_timer_t* t) {
+    auto& s = *static_cast<http_server*>(t->data);
+    log_event("DRAIN", "deadline=reached cut_connections=%zu", s.conn_count_);
+    for (http_conn* c = s.conns_; c != nullptr; c = c->next) close_conn(c);
+  }
+
+  static void on_handle_closed(uv_handle_t* h) {
+    auto& s = *static_cast<http_server*>(h->data);
+    if (--s.handles_open_ == 0 && s.on_drained_ != nullptr) s.on_drained_(s.drained_ctx_);
+  }
+
+  static void maybe_finish_drain(http_server& s) {
+    if (!s.draining_ || s.finished_ || s.conn_count_ != 0) return;
+    s.finished_ = true;
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&s.sweep_), reinterpret_cast<uv_handle_t*>(&s.deadline_),
+          reinterpret_cast<uv_handle_t*>(&s.listener_)}) {
+      if (h->loop != nullptr && !uv_is_closing(h)) {
+        ++s.handles_open_;
+        uv_close(h, on_handle_closed);
+      }
+    }
+    if (s.handles_open_ == 0 && s.on_drained_ != nullptr) s.on_drained_(s.drained_ctx_);
+  }
+};
+
+llhttp_settings_t http_server::internals::settings = [] {
+  llhttp_settings_t st;
+  llhttp_settings_init(&st);
+  st.on_message_begin = on_message_begin;
+  st.on_url = on_url;
+  st.on_headers_complete = on_headers_complete;
+  st.on_body = on_body;
+  st.on_message_complete = on_message_complete;
+  return st;
+}();
+
+http_server::http_server(uv_loop_t* loop, const http_server_config& config, http_handler handler,
+                         void* ctx)
+    : loop_(loop), config_(config), handler_(handler), ctx_(ctx), pool_(256) {
+  if (config_.max_target_bytes > block_size) config_.max_target_bytes = block_size;
+  uv_timer_init(loop_, &sweep_);
+  sweep_.data = this;
+  uv_timer_init(loop_, &deadline_);
+  deadline_.data = this;
+}
+
+http_server::~http_server() {
+  // The owner drains before destroying; handles must be closed by then.
+}
+
+int http_server::listen(const char* host, int port) {
+  sockaddr_storage addr{};
+  int rc = uv_ip4_addr(host, port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) rc = uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(&addr));
+  if (rc != 0) return rc;
+  uv_tcp_init(loop_, &listener_);
+  listener_.data = this;
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 1024, internals::on_connection);
+  if (rc != 0) return rc;
+  listening_ = true;
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
+  char ip[INET6_ADDRSTRLEN] = "";
+  int bound_port = 0;
+  if (bound.ss_family == AF_INET6) {
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&bound);
+    uv_ip6_name(a6, ip, sizeof ip);
+    bound_port = ntohs(a6->sin6_port);
+    snprintf(bound_, sizeof bound_, "[%s]:%d", ip, bound_port);
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&bound);
+    uv_ip4_name(a4, ip, sizeof ip);
+    bound_port = ntohs(a4->sin_port);
+    snprintf(bound_, sizeof bound_, "%s:%d", ip, bound_port);
+  }
+  uv_timer_start(&sweep_, internals::on_sweep, 1000, 1000);
+  return 0;
+}
+
+void http_server::drain(void (*on_done)(void*), void* ctx) {
+  if (draining_) return;
+  draining_ = true;
+  on_drained_ = on_done;
+  drained_ctx_ = ctx;
+  if (listening_) {
+    // Stop accepting: close the listener now (its close completes with the others).
+    ++handles_open_;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), internals::on_handle_closed);
+    listening_ = false;
+  } else if (listener_.loop != nullptr &&
+             !uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_))) {
+    ++handles_open_;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), internals::on_handle_closed);
+  }
+  size_t busy = 0;
+  for (http_conn* c = conns_; c != nullptr; c = c->next) {
+    if (internals::idle(c)) {
+      internals::close_conn(c);
+    } else {
+      ++busy;
+    }
+  }
+  log_event("DRAIN", "start connections=%zu in_flight=%zu deadline_ms=%llu", conn_count_, busy,
+            static_cast<unsigned long long>(config_.drain_timeout_ms));
+  uv_timer_start(&deadline_, internals::on_deadline, config_.drain_timeout_ms, 0);
+  internals::maybe_finish_drain(*this);
+}
+
+}  // namespace core

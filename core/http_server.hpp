@@ -1,0 +1,108 @@
+// HTTP/1.1 server on a libuv loop with llhttp parsing: listener, connection lifecycle,
+// keep-alive and pipelining, limits, timeouts swept by one periodic timer, graceful drain.
+//
+// Shape (see docs/ARCHITECTURE.md): one shared read buffer for the loop; each connection owns
+// a small fixed struct and borrows 16 KiB blocks from a pool only while it has a request or a
+// response in flight. Responses of all requests parsed from one read are gathered in one block
+// and written with a single try-write; only when the socket pushes back is a uv_write queued,
+// reading stops, and unparsed input is parked until the write completes (one write in flight
+// per connection, answers in request order).
+#pragma once
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "block_pool.hpp"
+#include "response.hpp"
+
+namespace core {
+
+struct http_request {
+  llhttp_method_t method;
+  std::string_view method_name;
+  std::string_view target;  // request-target as received (path and query)
+  uint8_t version_major;
+  uint8_t version_minor;
+  bool keep_alive;  // the connection stays open after this answer
+};
+
+struct http_reply {
+  int status = 200;
+  const char* content_type = "application/json";
+  std::string_view extra_headers;  // complete "Name: value\r\n" lines (static storage)
+  buf_writer body;                 // the server's scratch buffer; write the body here
+};
+
+// Called once per complete request, on the loop thread. Must not throw or block.
+using http_handler = void (*)(void* ctx, const http_request& request, http_reply& reply);
+
+struct http_server_config {
+  uint64_t header_timeout_ms = 10'000;    // a request must arrive whole within this
+  uint64_t idle_timeout_ms = 75'000;      // keep-alive connection with nothing in flight
+  uint64_t drain_timeout_ms = 8'000;      // graceful stop deadline
+  uint64_t linger_ms = 2'000;             // after the last answer, wait this long for the FIN
+  uint32_t max_connections = 10'000;      // above it: 503 and close
+  uint32_t max_target_bytes = 8 * 1024;   // request-target; longer -> 414
+  uint64_t max_body_bytes = 1024 * 1024;  // request body; larger -> 413
+  bool access_log = true;
+};
+
+struct http_conn;
+
+class http_server {
+ public:
+  static constexpr size_t block_size = 16 * 1024;
+  static constexpr size_t max_body = 8 * 1024;  // handler's body scratch
+
+  http_server(uv_loop_t* loop, const http_server_config& config, http_handler handler, void* ctx);
+  ~http_server();
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  // Binds host:port (numeric) and starts accepting. Returns 0 or a libuv error code.
+  int listen(const char* host, int port);
+  // "ip:port" actually bound (useful with port 0).
+  const char* bound_address() const { return bound_; }
+
+  // Graceful stop: closes the listener and idle connections at once; requests in flight are
+  // answered with "Connection: close"; at the drain deadline whatever remains is cut.
+  // on_done runs once, when no connection is left and the server's handles are closed.
+  void drain(void (*on_done)(void* ctx), void* ctx);
+  bool draining() const { return draining_; }
+  size_t connection_count() const { return conn_count_; }
+
+  // Internal, for the connection callbacks.
+  using pool = block_pool<block_size>;
+  struct internals;
+
+ private:
+  friend struct internals;
+
+  uv_loop_t* loop_;
+  http_server_config config_;
+  http_handler handler_;
+  void* ctx_;
+  uv_tcp_t listener_{};
+  uv_timer_t sweep_{};
+  uv_timer_t deadline_{};
+  bool listening_ = false;
+  bool draining_ = false;
+  bool finished_ = false;
+  int handles_open_ = 0;
+  void (*on_drained_)(void*) = nullptr;
+  void* drained_ctx_ = nullptr;
+  char bound_[64] = "";
+  http_conn* conns_ = nullptr;  // intrusive list of live connections
+  size_t conn_count_ = 0;
+  pool pool_;
+  char read_buf_[block_size];
+  char body_buf_[max_body];
+  int64_t date_sec_ = -1;
+  char date_[30] = "";
+};
+
+}  // namespace core
