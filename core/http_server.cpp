@@ -192,7 +192,8 @@ struct http_server::internals {
         c->close_after_write = true;
         break;
       }
-      int status = err == HPE_USER && c->error_status != 0 ? c->error_status : 400;
+      // Our own limits set error_status; llhttp reports them as HPE_USER or HPE_CB_*.
+      int status = c->error_status != 0 ? c->error_status : 400;
       reply_error(c, status, llhttp_get_error_reason(&c->parser));
       break;
     }
