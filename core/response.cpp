@@ -8,6 +8,7 @@
 namespace core {
 
 void buf_writer::put(std::string_view s) {
+  if (s.empty()) return;  // may have a null data(): memcpy must not see it
   if (overflow || s.size() > cap - len) {
     overflow = true;
     return;

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing the stack needs on Debian 12 (bookworm), only what is
+# missing. Idempotent: a machine that has everything runs no apt-get at all.
+# Docker itself (engine + docker compose or docker-compose) is expected to be installed.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev node-llhttp
+  libgtest-dev libgmock-dev clang clang-format
+  # tests
+  python3 python3-pytest python3-requests curl ca-certificates
+  # base images when no registry can be reached
+  mmdebstrap
+)
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  packages+=(docker-compose)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q >/dev/null
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# THE test command (README, .ci/run): installs what is missing, builds, and runs every tier the
+# machine supports, in this order:
+#   format    clang-format --dry-run on every C/C++ file
+#   unit      ctest (GoogleTest) on the Release build
+#   blackbox  pytest tests/blackbox: the real binaries on loopback
+#   sanitize  unit + blackbox again on an ASan/UBSan build
+#   e2e       pytest tests/e2e: the stack under docker compose, through port 80
+# Every tier runs even if an earlier one failed; the exit status is non-zero if any failed.
+# STACK_TIERS="unit blackbox" runs a subset.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+tiers=${STACK_TIERS:-"format unit blackbox sanitize e2e"}
+jobs=$(nproc 2>/dev/null || echo 2)
+declare -a names=() results=() times=()
+
+run_tier() {
+  local name=$1
+  shift
+  case " $tiers " in *" $name "*) ;; *) return 0 ;; esac
+  echo
+  echo "==== tier: $name"
+  local start=$SECONDS
+  if "$@"; then
+    results+=(passed)
+  else
+    results+=(FAILED)
+  fi
+  names+=("$name")
+  times+=($((SECONDS - start)))
+}
+
+build() {  # build DIR [cmake args...]
+  local dir=$1
+  shift
+  local gen=()
+  [[ -f $dir/CMakeCache.txt ]] || gen=(-G Ninja)
+  cmake -S . -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null &&
+    cmake --build "$dir" -j "$jobs"
+}
+
+tier_format() {
+  local bad=()
+  while IFS= read -r f; do
+    clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || bad+=("$f")
+  done < <(git ls-files '*.cpp' '*.hpp' '*.c' '*.h' 2>/dev/null || find core hello sidecar tests -name '*.[ch]pp')
+  if ((${#bad[@]})); then
+    echo "not clang-formatted: ${bad[*]}"
+    return 1
+  fi
+  echo "all C++ files clang-formatted"
+}
+
+tier_unit() {
+  build build && (cd build && ctest --output-on-failure -j "$jobs")
+}
+
+tier_blackbox() {
+  [[ -x build/hello/hello ]] || build build || return 1
+  STACK_BUILD_DIR="$root/build" python3 -m pytest -q tests/blackbox
+}
+
+tier_sanitize() {
+  build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTACK_ASAN=ON -DSTACK_UBSAN=ON || return 1
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd build-asan && ctest --output-on-failure -j "$jobs") &&
+    STACK_BUILD_DIR="$root/build-asan" STACK_SANITIZED=1 python3 -m pytest -q tests/blackbox
+}
+
+tier_e2e() {
+  if ! command -v docker >/dev/null 2>&1; then
+    echo "e2e: docker is not installed on this machine; tier skipped"
+    return 0
+  fi
+  python3 -m pytest -q tests/e2e
+}
+
+# Debian's pytest lives with Debian's python3; prefer it over any other python3 on PATH.
+python3() { if [[ -x /usr/bin/python3 ]]; then /usr/bin/python3 "$@"; else command python3 "$@"; fi; }
+
+echo "==== dependencies"
+scripts/install-deps.sh || exit 1
+
+run_tier format tier_format
+run_tier unit tier_unit
+run_tier blackbox tier_blackbox
+run_tier sanitize tier_sanitize
+run_tier e2e tier_e2e
+
+echo
+echo "==== summary"
+passed=0
+failed=0
+for i in "${!names[@]}"; do
+  printf '  %-9s %-7s %4ss\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
+  if [[ ${results[$i]} == passed ]]; then ((passed++)); else ((failed++)); fi
+done
+echo "tiers: $passed passed, $failed failed"
+((failed == 0))
