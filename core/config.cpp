@@ -185,14 +185,10 @@ const char* parse_on_off(std::string_view text, bool* out) {
 }
 
 size_t format_duration(uint64_t ms, char* out, size_t size) {
-  int n = 0;
-  if (ms != 0 && ms % 60000 == 0) {
-    n = snprintf(out, size, "%llum", static_cast<unsigned long long>(ms / 60000));
-  } else if (ms != 0 && ms % 1000 == 0) {
-    n = snprintf(out, size, "%llus", static_cast<unsigned long long>(ms / 1000));
-  } else {
-    n = snprintf(out, size, "%llums", static_cast<unsigned long long>(ms));
-  }
+  // Seconds when exact (the unit users write most: "10s", "60s"), else milliseconds.
+  int n = ms != 0 && ms % 1000 == 0
+              ? snprintf(out, size, "%llus", static_cast<unsigned long long>(ms / 1000))
+              : snprintf(out, size, "%llums", static_cast<unsigned long long>(ms));
   return n < 0 ? 0 : static_cast<size_t>(n);
 }
 

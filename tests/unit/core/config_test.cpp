@@ -26,10 +26,10 @@ TEST(ParseDuration, RejectsBadInput) {
   EXPECT_STREQ(parse_duration_ms("10", &ms), "missing unit (use ms, s or m, e.g. 10s)");
 }
 
-TEST(FormatDuration, ShortestExactForm) {
+TEST(FormatDuration, SecondsWhenExactElseMilliseconds) {
   char buf[32];
   format_duration(60000, buf, sizeof buf);
-  EXPECT_STREQ(buf, "1m");
+  EXPECT_STREQ(buf, "60s");
   format_duration(90000, buf, sizeof buf);
   EXPECT_STREQ(buf, "90s");
   format_duration(250, buf, sizeof buf);

@@ -15,7 +15,7 @@ TEST(Report, WithSamples) {
   st.avg = 0.456789;
   char out[256];
   format_report(out, sizeof out, st, 60000);
-  EXPECT_STREQ(out, "window=1m samples=6 failures=1 best=0.012345s worst=0.912345s avg=0.456789s");
+  EXPECT_STREQ(out, "window=60s samples=6 failures=1 best=0.012345s worst=0.912345s avg=0.456789s");
 }
 
 TEST(Report, WithoutSamplesSaysSoPlainly) {
@@ -23,7 +23,7 @@ TEST(Report, WithoutSamplesSaysSoPlainly) {
   st.failures = 6;
   char out[256];
   format_report(out, sizeof out, st, 60000);
-  EXPECT_STREQ(out, "window=1m samples=0 failures=6 no latency samples in the past 1m");
+  EXPECT_STREQ(out, "window=60s samples=0 failures=6 no latency samples in the past 60s");
 }
 
 TEST(Alert, NamesReasonTargetAndDetail) {
