@@ -1,6 +1,8 @@
 #include "loop.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 
@@ -72,7 +74,17 @@ void event_loop::on_signal(uv_signal_t* h, int signum) {
 int event_loop::run() {
   if (closed_) return 0;
   uv_run(&loop_, UV_RUN_DEFAULT);
-  // Work is done: close our own (unreferenced) handles and let their close callbacks run.
+  // Work is done and the exit status decided. Closing the signal handles restores the default
+  // disposition, so a late SIGINT/SIGTERM would kill a process that is about to exit 0: keep
+  // them blocked (pending, never delivered) from here on.
+  if (signals_) {
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  }
+  // Close our own (unreferenced) handles and let their close callbacks run.
   auto close_if_open = [](uv_handle_t* h) {
     if (h->loop != nullptr && !uv_is_closing(h)) uv_close(h, nullptr);
   };
