@@ -59,7 +59,7 @@ tier_unit() {
 
 tier_blackbox() {
   [[ -x build/hello/hello ]] || build build || return 1
-  STACK_BUILD_DIR="$root/build" python3 -m pytest -q tests/blackbox
+  STACK_BUILD_DIR="$root/build" STACK_REQUIRE_BINARIES=1 python3 -m pytest -q tests/blackbox
 }
 
 tier_sanitize() {
@@ -67,7 +67,7 @@ tier_sanitize() {
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   (cd build-asan && ctest --output-on-failure -j "$jobs") &&
-    STACK_BUILD_DIR="$root/build-asan" STACK_SANITIZED=1 python3 -m pytest -q tests/blackbox
+    STACK_BUILD_DIR="$root/build-asan" STACK_SANITIZED=1 STACK_REQUIRE_BINARIES=1 python3 -m pytest -q tests/blackbox
 }
 
 tier_e2e() {

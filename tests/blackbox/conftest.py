@@ -1,0 +1,178 @@
+"""Fixtures for the black-box tests of the real `hello` and `sidecar` binaries.
+
+Everything here is time-bounded: every wait has a timeout, every socket has
+a timeout, every child process is killed (by its own pid) at teardown, and a
+per-test alarm aborts a test that would otherwise hang.
+
+Environment:
+  STACK_BUILD_DIR         build tree holding hello/hello and sidecar/sidecar
+                          (default <repo>/build; relative paths are taken
+                          relative to the repo root)
+  STACK_SANITIZED         "1": sanitizer build (timings 3x lenient); also
+                          assumed when the build dir name contains "san"
+  STACK_TIMING_FACTOR     multiply every timing bound by this (overrides the
+                          above; default 1)
+  STACK_REQUIRE_BINARIES  "1": a missing binary fails the tests instead of
+                          skipping them
+"""
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from bbenv import BUILD_DIR, HELLO_BIN, SIDECAR_BIN, TF, WAIT  # noqa: E402
+from bbproc import _ALL_PROCS, Hello, Sidecar  # noqa: E402
+
+
+def _require(path):
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        msg = "binary not built: %s (set STACK_BUILD_DIR)" % path
+        if os.environ.get("STACK_REQUIRE_BINARIES") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+# ---------------------------------------------------------------- hello
+
+@pytest.fixture
+def hello_bin():
+    _require(HELLO_BIN)
+    return HELLO_BIN
+
+
+@pytest.fixture
+def start_hello(hello_bin):
+    """start_hello(*flags, env={...}, listen=True) -> running Hello with .port.
+
+    Unless listen=False, `--listen 127.0.0.1:0` is added (first) and the
+    fixture waits for the LISTEN line. At teardown every instance still
+    running is stopped with SIGTERM and must exit 0 with `EXIT code=0`.
+    """
+    procs = []
+
+    def start(*flags, env=None, listen=True):
+        args = list(flags)
+        if listen:
+            args = ["--listen", "127.0.0.1:0"] + args
+        h = Hello(args, env=env)
+        procs.append(h)
+        if listen:
+            h.wait_listening()
+        return h
+
+    yield start
+
+    errors = []
+    for h in procs:
+        try:
+            if h.running():
+                h.assert_clean_exit(signal.SIGTERM, timeout=WAIT)
+            else:
+                h.wait(1.0)
+                h.assert_clean()
+        except AssertionError as e:
+            errors.append(str(e))
+        finally:
+            h.kill()
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def hello(start_hello):
+    """A hello on 127.0.0.1:<random port> with default settings."""
+    return start_hello()
+
+
+# ---------------------------------------------------------------- sidecar
+
+@pytest.fixture
+def sidecar_bin():
+    _require(SIDECAR_BIN)
+    return SIDECAR_BIN
+
+
+@pytest.fixture
+def start_sidecar(sidecar_bin):
+    """start_sidecar(*flags, env={...}) -> running Sidecar (START line seen)."""
+    procs = []
+
+    def start(*flags, env=None, wait_start=True):
+        s = Sidecar(flags, env=env)
+        procs.append(s)
+        if wait_start:
+            s.wait_event("START")
+        return s
+
+    yield start
+
+    errors = []
+    for s in procs:
+        try:
+            if s.running():
+                s.assert_clean_exit(signal.SIGTERM, timeout=WAIT)
+            else:
+                s.wait(1.0)
+                s.assert_clean()
+        except AssertionError as e:
+            errors.append(str(e))
+        finally:
+            s.kill()
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def fake_target():
+    from fake_target import FakeTarget
+    t = FakeTarget()
+    t.start()
+    yield t
+    t.stop()
+
+
+# ---------------------------------------------------------------- guards
+
+class HangGuard(BaseException):
+    pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Abort any single test that runs longer than a generous bound."""
+    limit = 30.0 * TF
+    marker = item.get_closest_marker("time_limit")
+    if marker:
+        limit = float(marker.args[0]) * TF
+    use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if use_alarm:
+        def on_alarm(signum, frame):
+            raise HangGuard("test exceeded its %.0fs time limit" % limit)
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "time_limit(seconds): per-test time bound (scaled by STACK_TIMING_FACTOR)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for p in _ALL_PROCS:
+        p.kill()
+
+
+def pytest_report_header(config):
+    return "blackbox: build dir %s, timing factor %g" % (BUILD_DIR, TF)
