@@ -160,6 +160,24 @@ const char* parse_listen_address(std::string_view text, char* host, size_t host_
   return nullptr;
 }
 
+const char* parse_size(std::string_view text, uint64_t min, uint64_t max, uint64_t* out) {
+  uint64_t scale = 1;
+  if (text.ends_with("KiB")) {
+    scale = 1024;
+    text.remove_suffix(3);
+  } else if (text.ends_with("MiB")) {
+    scale = 1024 * 1024;
+    text.remove_suffix(3);
+  }
+  uint64_t n = 0;
+  if (parse_uint(text, 0, UINT64_MAX / scale, &n) != nullptr) {
+    return "not a size (a whole number of bytes, or with KiB or MiB)";
+  }
+  if (n * scale < min || n * scale > max) return "out of range";
+  *out = n * scale;
+  return nullptr;
+}
+
 const char* parse_double(std::string_view text, double* out) {
   if (text.empty() || text.size() > 64) return "not a number";
   char buf[65];

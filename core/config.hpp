@@ -42,6 +42,9 @@ const char* parse_double(std::string_view text, double* out);
 const char* parse_on_off(std::string_view text, bool* out);
 const char* parse_uint(std::string_view text, uint64_t min, uint64_t max, uint64_t* out);
 
+// Byte sizes: a whole number, optionally with KiB or MiB ("16KiB", "1MiB", "8192").
+const char* parse_size(std::string_view text, uint64_t min, uint64_t max, uint64_t* out);
+
 // "250ms", "10s", "60s": whole seconds when exact, else milliseconds.
 size_t format_duration(uint64_t ms, char* out, size_t size);
 

@@ -28,13 +28,21 @@ struct http_conn {
   uint32_t target_len = 0;
   uint32_t out_len = 0;
   uint32_t in_len = 0;
-  uint32_t requests = 0;       // answered on this connection
-  uint64_t last_active = 0;    // uv_now of the last read or completed write
-  uint64_t request_start = 0;  // uv_now of the first byte of the current request
-  uint64_t body_bytes = 0;     // body bytes of the current request (discarded)
-  uint16_t error_status = 0;   // status to answer for HPE_USER (our own limits)
-  bool in_request = false;     // a message has begun and is not complete
-  bool writing = false;        // a uv_write is in flight
+  uint32_t requests = 0;               // answered on this connection
+  uint64_t last_active = 0;            // uv_now of the last read or completed write
+  uint64_t request_start = 0;          // uv_now of the first byte of the current request
+  uint64_t body_bytes = 0;             // body bytes of the current request (discarded)
+  const char* error_reason = nullptr;  // why, for the REJECT log line
+  uint32_t header_bytes = 0;           // field and value bytes of the current request
+  uint16_t header_count = 0;
+  uint16_t error_status = 0;  // status to answer when a callback rejects the request
+  uint8_t host_count = 0;
+  uint8_t header_kind = 0;  // what the current header field is (header_kind enum)
+  uint8_t header_len = 0;   // bytes in header_buf
+  uint8_t expect = 0;       // expect_kind of the current request
+  char header_buf[16];      // current field name, then (for Expect) its value, lower-cased
+  bool in_request = false;  // a message has begun and is not complete
+  bool writing = false;     // a uv_write is in flight
   bool reading = false;
   bool stop_parsing = false;  // the last answer is queued: ignore further input
   bool close_after_write = false;
@@ -42,6 +50,9 @@ struct http_conn {
   bool lingering = false;  // answered and shut down: waiting for the peer's FIN
   bool closing = false;
 };
+
+enum header_kind : uint8_t { hk_other, hk_host, hk_expect };
+enum expect_kind : uint8_t { ex_none, ex_continue, ex_other };
 
 struct http_server::internals {
   static llhttp_settings_t settings;
@@ -115,17 +126,28 @@ struct http_server::internals {
       log_event("ERROR", "accept error=%s", uv_err_name(status));
       return;
     }
-    auto* c = new (std::nothrow) http_conn;
+    http_conn* c = new_conn(s);
     if (c == nullptr) return;  // the pending connection stays in the backlog
-    c->server = &s;
-    uv_tcp_init(s.loop_, &c->tcp);
-    c->tcp.data = c;
-    link(s, c);
     if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
       close_conn(c);
       return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    start_conn(c);
+  }
+
+  static http_conn* new_conn(http_server& s) {
+    auto* c = new (std::nothrow) http_conn;
+    if (c == nullptr) return nullptr;
+    c->server = &s;
+    uv_tcp_init(s.loop_, &c->tcp);
+    c->tcp.data = c;
+    link(s, c);
+    return c;
+  }
+
+  static void start_conn(http_conn* c) {
+    http_server& s = srv(c);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
     c->last_active = c->request_start = uv_now(s.loop_);
@@ -186,15 +208,29 @@ struct http_server::internals {
         }
         continue;
       }
-      if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED_H2_UPGRADE) {
-        // The request was answered as plain HTTP; the connection cannot continue after it.
-        c->stop_parsing = true;
-        c->close_after_write = true;
+      if (err == HPE_PAUSED_UPGRADE) {
+        // An Upgrade request was answered as plain HTTP/1.1 (RFC 9110 7.8 lets a server ignore
+        // Upgrade); the client saw no 101, so the connection simply goes on.
+        size_t used = static_cast<size_t>(llhttp_get_error_pos(&c->parser) - data);
+        data += used;
+        len -= used;
+        llhttp_resume_after_upgrade(&c->parser);
+        if (c->stop_parsing) break;
+        if (!flush(c)) {
+          park_input(c, data, len);
+          return;
+        }
+        continue;
+      }
+      if (err == HPE_PAUSED_H2_UPGRADE) {
+        reply_error(c, 505, "HTTP/2 connection preface");
         break;
       }
-      // Our own limits set error_status; llhttp reports them as HPE_USER or HPE_CB_*.
+      // Our own checks set error_status; llhttp reports them as HPE_USER or HPE_CB_*.
       int status = c->error_status != 0 ? c->error_status : 400;
-      reply_error(c, status, llhttp_get_error_reason(&c->parser));
+      reply_error(
+          c, status,
+          c->error_reason != nullptr ? c->error_reason : llhttp_get_error_reason(&c->parser));
       break;
     }
     flush(c);
@@ -214,6 +250,83 @@ struct http_server::internals {
     c->request_start = now(c);
     c->target_len = 0;
     c->body_bytes = 0;
+    c->header_bytes = 0;
+    c->header_count = 0;
+    c->host_count = 0;
+    c->header_len = 0;
+    c->expect = ex_none;
+    c->error_status = 0;
+    c->error_reason = nullptr;
+    return 0;
+  }
+
+  static int reject(llhttp_t* p, uint16_t status, const char* reason) {
+    auto* c = static_cast<http_conn*>(p->data);
+    c->error_status = status;
+    c->error_reason = reason;
+    llhttp_set_error_reason(p, reason);
+    return HPE_USER;
+  }
+
+  static void buffer_lower(http_conn* c, const char* at, size_t len) {
+    for (size_t i = 0; i < len; ++i) {
+      if (c->header_len >= sizeof c->header_buf) {
+        c->header_len = sizeof c->header_buf + 1;  // too long to be a name we look for
+        return;
+      }
+      char ch = at[i];
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+      c->header_buf[c->header_len++] = ch;
+    }
+  }
+
+  static std::string_view buffered(const http_conn* c) {
+    if (c->header_len > sizeof c->header_buf) return {};
+    return {c->header_buf, c->header_len};
+  }
+
+  static int count_header_bytes(llhttp_t* p, size_t len) {
+    auto* c = static_cast<http_conn*>(p->data);
+    c->header_bytes += static_cast<uint32_t>(len);
+    if (c->header_bytes > srv(c).config_.max_header_bytes) {
+      return reject(p, 431, "header block too large");
+    }
+    return 0;
+  }
+
+  static int on_header_field(llhttp_t* p, const char* at, size_t len) {
+    auto* c = static_cast<http_conn*>(p->data);
+    buffer_lower(c, at, len);
+    return count_header_bytes(p, len);
+  }
+
+  static int on_header_field_complete(llhttp_t* p) {
+    auto* c = static_cast<http_conn*>(p->data);
+    if (++c->header_count > srv(c).config_.max_headers) {
+      return reject(p, 431, "too many header fields");
+    }
+    std::string_view name = buffered(c);
+    c->header_kind = name == "host" ? hk_host : name == "expect" ? hk_expect : hk_other;
+    c->header_len = 0;
+    return count_header_bytes(p, 4);  // ": " and CRLF
+  }
+
+  static int on_header_value(llhttp_t* p, const char* at, size_t len) {
+    auto* c = static_cast<http_conn*>(p->data);
+    if (c->header_kind == hk_expect) buffer_lower(c, at, len);
+    return count_header_bytes(p, len);
+  }
+
+  static int on_header_value_complete(llhttp_t* p) {
+    auto* c = static_cast<http_conn*>(p->data);
+    if (c->header_kind == hk_host) {
+      if (c->host_count < 255) ++c->host_count;
+    } else if (c->header_kind == hk_expect) {
+      // Several Expect fields, or a list, are an expectation we cannot meet as a whole.
+      c->expect = c->expect == ex_none && buffered(c) == "100-continue" ? ex_continue : ex_other;
+    }
+    c->header_kind = hk_other;
+    c->header_len = 0;
     return 0;
   }
 
@@ -221,9 +334,7 @@ struct http_server::internals {
     auto* c = static_cast<http_conn*>(p->data);
     http_server& s = srv(c);
     if (c->target_len + len > s.config_.max_target_bytes) {
-      c->error_status = 414;
-      llhttp_set_error_reason(p, "request-target too long");
-      return HPE_USER;
+      return reject(p, 414, "request-target too long");
     }
     if (c->target == nullptr) c->target = s.pool_.acquire();
     memcpy(c->target->data + c->target_len, at, len);
@@ -231,12 +342,23 @@ struct http_server::internals {
     return 0;
   }
 
+  // Checks that need the whole header block. The handler never runs for a rejected request.
   static int on_headers_complete(llhttp_t* p) {
     auto* c = static_cast<http_conn*>(p->data);
-    if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > srv(c).config_.max_body_bytes) {
-      c->error_status = 413;
-      llhttp_set_error_reason(p, "request body too large");
-      return HPE_USER;
+    http_server& s = srv(c);
+    bool http11 = p->http_major == 1 && p->http_minor >= 1;
+    if (p->method == HTTP_CONNECT) return reject(p, 501, "CONNECT is not supported");
+    if (c->host_count > 1) return reject(p, 400, "more than one Host header");
+    if (http11 && c->host_count == 0) return reject(p, 400, "HTTP/1.1 request without Host");
+    bool has_body = (p->flags & F_CHUNKED) != 0 ||
+                    ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
+    if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > s.config_.max_body_bytes) {
+      return reject(p, 413, "request body too large");
+    }
+    if (http11 && c->expect == ex_other) return reject(p, 417, "unsupported expectation");
+    if (http11 && c->expect == ex_continue && has_body) {
+      // The client waits for this before sending the body; it is flushed when parsing stops.
+      append_raw(c, "HTTP/1.1 100 Continue\r\n\r\n");
     }
     return 0;
   }
@@ -246,9 +368,7 @@ struct http_server::internals {
     // Bodies are read and discarded; chunked bodies count against the same limit.
     c->body_bytes += len;
     if (c->body_bytes > srv(c).config_.max_body_bytes) {
-      c->error_status = 413;
-      llhttp_set_error_reason(p, "request body too large");
-      return HPE_USER;
+      return reject(p, 413, "request body too large");
     }
     return 0;
   }
@@ -275,6 +395,13 @@ struct http_server::internals {
       s.date_sec_ = ts.tv_sec;
     }
     return {s.date_, 29};
+  }
+
+  static void append_raw(http_conn* c, std::string_view bytes) {
+    if (c->out == nullptr) c->out = srv(c).pool_.acquire();
+    if (bytes.size() > block_size - c->out_len) return;  // never: kMaxResponse stays free
+    memcpy(c->out->data + c->out_len, bytes.data(), bytes.size());
+    c->out_len += static_cast<uint32_t>(bytes.size());
   }
 
   static void append_response(http_conn* c, int status, const char* content_type,
@@ -492,6 +619,19 @@ struct http_server::internals {
     }
   }
 
+  // Deadlines are checked a few times per shortest timeout (at most once a second), so a
+  // timeout fires within a quarter of its length late.
+  static void start_sweep(http_server& s) {
+    if (uv_is_active(reinterpret_cast<uv_handle_t*>(&s.sweep_))) return;
+    uint64_t shortest = s.config_.header_timeout_ms;
+    if (s.config_.idle_timeout_ms < shortest) shortest = s.config_.idle_timeout_ms;
+    if (s.config_.linger_ms < shortest) shortest = s.config_.linger_ms;
+    uint64_t period = shortest / 4;
+    if (period > 1000) period = 1000;
+    if (period < 10) period = 10;
+    uv_timer_start(&s.sweep_, on_sweep, period, period);
+  }
+
   static void on_deadline(uv_timer_t* t) {
     auto& s = *static_cast<http_server*>(t->data);
     log_event("DRAIN", "deadline=reached cut_connections=%zu", s.conn_count_);
@@ -523,6 +663,10 @@ llhttp_settings_t http_server::internals::settings = [] {
   llhttp_settings_init(&st);
   st.on_message_begin = on_message_begin;
   st.on_url = on_url;
+  st.on_header_field = on_header_field;
+  st.on_header_field_complete = on_header_field_complete;
+  st.on_header_value = on_header_value;
+  st.on_header_value_complete = on_header_value_complete;
   st.on_headers_complete = on_headers_complete;
   st.on_body = on_body;
   st.on_message_complete = on_message_complete;
@@ -571,7 +715,21 @@ int http_server::listen(const char* host, int port) {
     bound_port = ntohs(a4->sin_port);
     snprintf(bound_, sizeof bound_, "%s:%d", ip, bound_port);
   }
-  uv_timer_start(&sweep_, internals::on_sweep, 1000, 1000);
+  internals::start_sweep(*this);
+  return 0;
+}
+
+int http_server::adopt(uv_os_sock_t fd) {
+  if (draining_) return UV_ECANCELED;
+  http_conn* c = internals::new_conn(*this);
+  if (c == nullptr) return UV_ENOMEM;
+  int rc = uv_tcp_open(&c->tcp, fd);
+  if (rc != 0) {
+    internals::close_conn(c);
+    return rc;
+  }
+  internals::start_sweep(*this);
+  internals::start_conn(c);
   return 0;
 }
 

@@ -48,6 +48,8 @@ struct http_server_config {
   uint32_t max_connections = 10'000;      // above it: 503 and close
   uint32_t max_target_bytes = 8 * 1024;   // request-target; longer -> 414
   uint64_t max_body_bytes = 1024 * 1024;  // request body; larger -> 413
+  uint32_t max_header_bytes = 16 * 1024;  // all header fields and values; larger -> 431
+  uint32_t max_headers = 100;             // header fields; more -> 431
   bool access_log = true;
 };
 
@@ -67,6 +69,10 @@ class http_server {
   int listen(const char* host, int port);
   // "ip:port" actually bound (useful with port 0).
   const char* bound_address() const { return bound_; }
+
+  // Serves an already connected stream socket (tests and the fuzzer use one end of a
+  // socketpair). The server owns fd from here on. Returns 0 or a libuv error code.
+  int adopt(uv_os_sock_t fd);
 
   // Graceful stop: closes the listener and idle connections at once; requests in flight are
   // answered with "Connection: close"; at the drain deadline whatever remains is cut.

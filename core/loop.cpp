@@ -1,6 +1,7 @@
 #include "loop.hpp"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -18,6 +19,17 @@ const char* signal_name(int signum) {
     case SIGHUP: return "SIGHUP";
     default: return "signal";
   }
+}
+
+uint64_t raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit want = lim;
+    want.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) lim = want;
+  }
+  return static_cast<uint64_t>(lim.rlim_cur);
 }
 
 event_loop::event_loop() {

@@ -49,4 +49,8 @@ class event_loop {
 
 const char* signal_name(int signum);
 
+// Raises the soft open-file limit to the hard limit (a server with many connections needs
+// one descriptor each) and returns the limit now in force.
+uint64_t raise_fd_limit();
+
 }  // namespace core

@@ -12,7 +12,21 @@
 
 namespace {
 
-enum { opt_listen, opt_threshold, opt_access_log, opt_count };
+enum {
+  opt_listen,
+  opt_threshold,
+  opt_access_log,
+  opt_max_connections,
+  opt_header_timeout,
+  opt_idle_timeout,
+  opt_drain_delay,
+  opt_drain_timeout,
+  opt_max_target,
+  opt_max_header_bytes,
+  opt_max_headers,
+  opt_max_body,
+  opt_count
+};
 
 core::cli_option g_options[opt_count] = {
     {"--listen", "HELLO_LISTEN", "0.0.0.0:8080", "HOST:PORT",
@@ -20,17 +34,85 @@ core::cli_option g_options[opt_count] = {
     {"--health-threshold", "HELLO_HEALTH_THRESHOLD", "0.9", "F",
      "/health reports healthy while the simulated latency is below F seconds (0..1)"},
     {"--access-log", "HELLO_ACCESS_LOG", "on", "on|off", "log one ACCESS line per request"},
+    {"--max-connections", "HELLO_MAX_CONNECTIONS", "10000", "N",
+     "open connections at most; above it new ones get 503 and are closed"},
+    {"--header-timeout", "HELLO_HEADER_TIMEOUT", "10s", "DURATION",
+     "a request must arrive whole within this, else 408 (slowloris guard)"},
+    {"--idle-timeout", "HELLO_IDLE_TIMEOUT", "75s", "DURATION",
+     "close a keep-alive connection idle this long (keep above the proxy's 60s)"},
+    {"--drain-delay", "HELLO_DRAIN_DELAY", "0s", "DURATION",
+     "on SIGTERM, keep serving this long with /health answering 503 before draining"},
+    {"--drain-timeout", "HELLO_DRAIN_TIMEOUT", "8s", "DURATION",
+     "after draining starts, cut what is left after this long"},
+    {"--max-target", "HELLO_MAX_TARGET", "8KiB", "BYTES",
+     "longest request-target (path and query); longer gets 414 (at most 16KiB)"},
+    {"--max-header-bytes", "HELLO_MAX_HEADER_BYTES", "16KiB", "BYTES",
+     "largest header block; larger gets 431"},
+    {"--max-headers", "HELLO_MAX_HEADERS", "100", "N", "most header fields; more gets 431"},
+    {"--max-body", "HELLO_MAX_BODY", "1MiB", "BYTES",
+     "largest request body (read and discarded); larger gets 413"},
 };
 
 struct hello_main {
   core::event_loop* loop;
   core::http_server* server;
+  hello::app* app;
+  uint64_t drain_delay_ms;
+  uv_timer_t delay_timer{};
 };
+
+void start_drain(hello_main* m) {
+  m->server->drain(nullptr, nullptr);
+}
 
 void on_stop_signal(void* ctx, int signum) {
   auto* m = static_cast<hello_main*>(ctx);
-  core::log_event("SIGNAL", "name=%s action=drain", core::signal_name(signum));
-  m->server->drain(nullptr, nullptr);
+  if (m->drain_delay_ms == 0) {
+    core::log_event("SIGNAL", "name=%s action=drain", core::signal_name(signum));
+    start_drain(m);
+    return;
+  }
+  // Load balancers see /health fail and stop sending before the listener closes.
+  core::log_event("SIGNAL", "name=%s action=drain delay_ms=%llu", core::signal_name(signum),
+                  static_cast<unsigned long long>(m->drain_delay_ms));
+  m->app->draining = true;
+  uv_timer_init(m->loop->uv(), &m->delay_timer);
+  m->delay_timer.data = m;
+  uv_timer_start(
+      &m->delay_timer,
+      [](uv_timer_t* t) {
+        auto* mm = static_cast<hello_main*>(t->data);
+        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+        start_drain(mm);
+      },
+      m->drain_delay_ms, 0);
+}
+
+const core::cli_option& opt(int index) {
+  return g_options[index];
+}
+
+[[noreturn]] void bad(int index, const char* why) {
+  core::config_fail("%s/%s '%s': %s", opt(index).flag, opt(index).env, opt(index).value, why);
+}
+
+uint64_t duration(int index, uint64_t min_ms) {
+  uint64_t ms = 0;
+  if (const char* e = core::parse_duration_ms(opt(index).value, &ms)) bad(index, e);
+  if (ms < min_ms) bad(index, min_ms == 1 ? "must be greater than 0" : "too short");
+  return ms;
+}
+
+uint64_t count(int index, uint64_t min, uint64_t max) {
+  uint64_t v = 0;
+  if (const char* e = core::parse_uint(opt(index).value, min, max, &v)) bad(index, e);
+  return v;
+}
+
+uint64_t size(int index, uint64_t min, uint64_t max) {
+  uint64_t v = 0;
+  if (const char* e = core::parse_size(opt(index).value, min, max, &v)) bad(index, e);
+  return v;
 }
 
 }  // namespace
@@ -42,30 +124,42 @@ int main(int argc, char** argv) {
 
   char host[64];
   int port = 0;
-  if (const char* e =
-          core::parse_listen_address(g_options[opt_listen].value, host, sizeof host, &port)) {
-    core::config_fail("--listen/HELLO_LISTEN '%s': %s", g_options[opt_listen].value, e);
+  if (const char* e = core::parse_listen_address(opt(opt_listen).value, host, sizeof host, &port)) {
+    bad(opt_listen, e);
   }
   double threshold = 0;
-  if (const char* e = core::parse_double(g_options[opt_threshold].value, &threshold);
-      e != nullptr || threshold < 0 || threshold > 1) {
-    core::config_fail("--health-threshold/HELLO_HEALTH_THRESHOLD '%s': %s",
-                      g_options[opt_threshold].value, e != nullptr ? e : "must be in [0, 1]");
+  if (const char* e = core::parse_double(opt(opt_threshold).value, &threshold)) {
+    bad(opt_threshold, e);
   }
+  if (threshold < 0 || threshold > 1) bad(opt_threshold, "must be in [0, 1]");
   bool access_log = true;
-  if (const char* e = core::parse_on_off(g_options[opt_access_log].value, &access_log)) {
-    core::config_fail("--access-log/HELLO_ACCESS_LOG '%s': %s", g_options[opt_access_log].value, e);
+  if (const char* e = core::parse_on_off(opt(opt_access_log).value, &access_log)) {
+    bad(opt_access_log, e);
   }
+  core::http_server_config config;
+  config.access_log = access_log;
+  config.max_connections = static_cast<uint32_t>(count(opt_max_connections, 1, 1'000'000));
+  config.header_timeout_ms = duration(opt_header_timeout, 1);
+  config.idle_timeout_ms = duration(opt_idle_timeout, 1);
+  config.drain_timeout_ms = duration(opt_drain_timeout, 1);
+  uint64_t drain_delay_ms = duration(opt_drain_delay, 0);
+  config.max_target_bytes =
+      static_cast<uint32_t>(size(opt_max_target, 16, core::http_server::block_size));
+  config.max_header_bytes = static_cast<uint32_t>(size(opt_max_header_bytes, 64, 1 << 20));
+  config.max_headers = static_cast<uint32_t>(count(opt_max_headers, 1, 10'000));
+  config.max_body_bytes = size(opt_max_body, 0, uint64_t{1} << 40);
+  uint64_t fd_limit = core::raise_fd_limit();
 
   core::event_loop loop;
   hello::app app{hello::health_model(threshold, hello::random_seed())};
-  core::http_server_config config;
-  config.access_log = access_log;
   core::http_server server(loop.uv(), config, hello::handle_request, &app);
-  hello_main m{&loop, &server};
+  hello_main m{&loop, &server, &app, drain_delay_ms};
 
-  core::log_event("START", "version=%s listen=%s:%d health_threshold=%g access_log=%s",
-                  STACK_VERSION, host, port, threshold, access_log ? "on" : "off");
+  core::log_event("START",
+                  "version=%s listen=%s:%d health_threshold=%g access_log=%s max_connections=%u "
+                  "fd_limit=%llu",
+                  STACK_VERSION, host, port, threshold, access_log ? "on" : "off",
+                  config.max_connections, static_cast<unsigned long long>(fd_limit));
   if (int rc = server.listen(host, port); rc != 0) {
     core::log_event("ERROR", "listen addr=%s:%d error=%s", host, port, uv_err_name(rc));
     server.drain(nullptr, nullptr);

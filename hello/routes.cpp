@@ -74,7 +74,16 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
   }
   switch (r) {
     case route::root: write_greeting(reply.body, "World"); break;
-    case route::health: a.health.write_json(reply.body); break;
+    case route::health:
+      if (a.draining) {
+        reply.status = 503;
+        reply.body.put("{\"healthy\":false,\"latency\":");
+        reply.body.put_double(a.health.last_latency());
+        reply.body.put(",\"draining\":true}");
+      } else {
+        a.health.write_json(reply.body);
+      }
+      break;
     default: capitalize_ascii(decoded + 1, len - 1); write_greeting(reply.body, path.substr(1));
   }
 }

@@ -8,6 +8,7 @@ namespace hello {
 
 struct app {
   health_model health;
+  bool draining = false;  // stopping soon: /health answers 503 so balancers move away
 };
 
 // The http_handler for core::http_server (ctx is an app*).
