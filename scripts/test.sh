@@ -5,6 +5,7 @@
 #   unit      ctest (GoogleTest) on the Release build
 #   blackbox  pytest tests/blackbox: the real binaries on loopback
 #   sanitize  unit + blackbox again on an ASan/UBSan build
+#   fuzz      libFuzzer (clang, ASan+UBSan) on the HTTP connection state machine, 60 s
 #   e2e       pytest tests/e2e: the stack under docker compose, through port 80
 # Every tier runs even if an earlier one failed; the exit status is non-zero if any failed.
 # STACK_TIERS="unit blackbox" runs a subset.
@@ -12,7 +13,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-tiers=${STACK_TIERS:-"format unit blackbox sanitize e2e"}
+tiers=${STACK_TIERS:-"format unit blackbox sanitize fuzz e2e"}
 jobs=$(nproc 2>/dev/null || echo 2)
 declare -a names=() results=() times=()
 
@@ -70,6 +71,20 @@ tier_sanitize() {
     STACK_BUILD_DIR="$root/build-asan" STACK_SANITIZED=1 STACK_REQUIRE_BINARIES=1 python3 -m pytest -q tests/blackbox
 }
 
+tier_fuzz() {
+  CC=clang CXX=clang++ build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTACK_FUZZ=ON \
+    -DBUILD_TESTING=OFF || return 1
+  # New inputs go to a scratch corpus; the committed seeds stay as they are.
+  local scratch
+  scratch=$(mktemp -d)
+  (cd "$scratch" && "$root/build-fuzz/fuzz/http_fuzz" -max_total_time="${STACK_FUZZ_SECONDS:-60}" \
+    -timeout=10 -rss_limit_mb=2048 -dict="$root/fuzz/http.dict" -print_final_stats=1 \
+    "$scratch" "$root/fuzz/corpus" 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==|SUMMARY|invariant)|ERROR" )
+  local rc=${PIPESTATUS[0]}
+  rm -rf "$scratch"
+  return "$rc"
+}
+
 tier_e2e() {
   if ! command -v docker >/dev/null 2>&1; then
     echo "e2e: docker is not installed on this machine; tier skipped"
@@ -88,6 +103,7 @@ run_tier format tier_format
 run_tier unit tier_unit
 run_tier blackbox tier_blackbox
 run_tier sanitize tier_sanitize
+run_tier fuzz tier_fuzz
 run_tier e2e tier_e2e
 
 echo

@@ -1,0 +1,147 @@
+// libFuzzer driver: arbitrary bytes through core::http_server's whole connection state machine
+// (llhttp glue, limits, pipelining, flushing, lingering close) with hello's real routes, over
+// one end of a socketpair adopted by the server.
+//
+// Invariants checked on every input, besides ASan/UBSan:
+//   - the output is a sequence of well-formed HTTP/1.1 responses (interim 100s allowed);
+//   - a response carrying "Connection: close" is the last one, and the server then closes;
+//   - every rejection by the server itself (framing errors, limits) carries "Connection: close";
+//   - an input with no request in it gets no byte at all;
+//   - the connection is gone when the input ends (nothing is left half-done or leaked).
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "health.hpp"
+#include "http_server.hpp"
+#include "response.hpp"
+#include "routes.hpp"
+
+namespace {
+
+struct harness {
+  uv_loop_t loop{};
+  hello::app app{hello::health_model(0.5, 1)};
+  core::http_server* server = nullptr;
+
+  harness() {
+    uv_loop_init(&loop);
+    core::http_server_config cfg;
+    cfg.access_log = false;
+    // Small limits so that short inputs reach every rejection path.
+    cfg.max_target_bytes = 256;
+    cfg.max_header_bytes = 512;
+    cfg.max_headers = 8;
+    cfg.max_body_bytes = 1024;
+    server = new core::http_server(&loop, cfg, hello::handle_request, &app);
+  }
+};
+
+[[noreturn]] void fail(const char* what, const std::string& out) {
+  fprintf(stderr, "invariant violated: %s\n--- output ---\n%s\n", what, out.c_str());
+  abort();
+}
+
+bool has_request_bytes(std::string_view in) {
+  for (char c : in) {
+    if (c != '\r' && c != '\n') return true;
+  }
+  return false;
+}
+
+void check_output(std::string_view in, const std::string& out) {
+  if (!has_request_bytes(in) && !out.empty()) fail("answered an input without a request", out);
+  size_t pos = 0;
+  bool closed = false;
+  while (pos < out.size()) {
+    if (closed) fail("bytes after a Connection: close response", out);
+    if (out.compare(pos, 9, "HTTP/1.1 ") != 0) fail("not a status line", out);
+    size_t head_end = out.find("\r\n\r\n", pos);
+    if (head_end == std::string::npos) fail("truncated head", out);
+    std::string_view head(out.data() + pos, head_end - pos);
+    int status = atoi(out.c_str() + pos + 9);
+    if (status < 100 || status > 599) fail("bad status", out);
+    pos = head_end + 4;
+    if (status == 100) continue;
+    size_t cl = head.find("\r\nContent-Length: ");
+    if (cl == std::string_view::npos) fail("no Content-Length", out);
+    size_t len = strtoul(head.data() + cl + 18, nullptr, 10);
+    // HEAD answers have no body; the next thing is then a status line or the end.
+    size_t body_len = 0;
+    if (pos + len <= out.size() &&
+        (pos + len == out.size() || out.compare(pos + len, 9, "HTTP/1.1 ") == 0)) {
+      body_len = len;
+      pos += len;
+    } else if (!(pos == out.size() || out.compare(pos, 9, "HTTP/1.1 ") == 0)) {
+      fail("body does not match Content-Length", out);
+    }
+    bool closes = head.find("\r\nConnection: close\r\n") != std::string_view::npos ||
+                  head.ends_with("\r\nConnection: close");
+    // The server's own rejections (framing, limits) have the reason phrase as their error;
+    // they must close the connection, so nothing may follow them.
+    std::string rejection = std::string("{\"error\":\"") + core::http_reason(status) + "\"}";
+    if (status >= 400 && std::string_view(out.data() + pos - body_len, body_len) == rejection &&
+        !closes) {
+      fail("a rejection that does not close the connection", out);
+    }
+    if (closes) closed = true;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Feeds `in` to a fresh adopted connection, `chunk` bytes per write, then half-closes, runs the
+// loop until the server has closed the connection, and checks what came back.
+void run_one(harness& h, std::string_view in, size_t chunk) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) abort();
+  fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  if (h.server->adopt(fds[0]) != 0) abort();
+  std::string out;
+  char buf[65536];
+  size_t sent = 0;
+  bool shut = false;
+  for (int turn = 0; turn < 100000; ++turn) {
+    if (sent < in.size()) {
+      size_t n = in.size() - sent < chunk ? in.size() - sent : chunk;
+      ssize_t w = send(fds[1], in.data() + sent, n, MSG_NOSIGNAL);
+      if (w > 0) sent += static_cast<size_t>(w);
+      if (w < 0 && errno == EPIPE) sent = in.size();  // server closed: the rest is moot
+    } else if (!shut) {
+      shutdown(fds[1], SHUT_WR);
+      shut = true;
+    }
+    uv_run(&h.loop, UV_RUN_NOWAIT);
+    for (;;) {
+      ssize_t r = recv(fds[1], buf, sizeof buf, 0);
+      if (r <= 0) break;
+      out.append(buf, static_cast<size_t>(r));
+    }
+    if (shut && h.server->connection_count() == 0) break;
+  }
+  if (h.server->connection_count() != 0) fail("connection still open after the input ended", out);
+  close(fds[1]);
+  check_output(in, out);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static harness h;
+  if (size > 64 * 1024) return -1;
+  std::string_view in(reinterpret_cast<const char*>(data), size);
+  // Once in one write, once split in writes of 1..97 bytes picked by the first byte, so that
+  // requests straddling reads are explored as much as whole ones.
+  run_one(h, in, size == 0 ? 1 : size);
+  run_one(h, in, size > 0 ? 1 + data[0] % 97 : 1);
+  return 0;
+}
