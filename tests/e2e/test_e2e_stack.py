@@ -1,0 +1,326 @@
+"""End-to-end test of the whole stack, started exactly as the README says (scripts/up.sh).
+
+    /usr/bin/python3 -m pytest tests/e2e
+
+Brings the stack up under its own compose project with tests/e2e/compose.override.yml on top
+(fast sidecar, often-unhealthy hello), talks to it through nginx only, checks what must not be
+reachable, reads the sidecar's output, stops every container with its graceful signal and
+checks the exit codes, and always removes the project at the end.
+
+Environment: HTTP_PORT (host port of nginx, default 80), E2E_HOST (default localhost),
+E2E_PROJECT (compose project name, default hellostack-e2e), E2E_UP_TIMEOUT (seconds allowed
+for building and starting, default 1800).
+
+The tests of this module share one running stack and run in file order; the last one stops it.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = str(REPO / "scripts" / "compose")
+UP = str(REPO / "scripts" / "up.sh")
+PROJECT = os.environ.get("E2E_PROJECT", "hellostack-e2e")
+HOST = os.environ.get("E2E_HOST", "localhost")
+HTTP_PORT = int(os.environ.get("HTTP_PORT") or "80")
+BASE = "http://%s:%d" % (HOST, HTTP_PORT)
+UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
+SERVICES = ("nginx", "hello", "sidecar")
+THRESHOLD = 0.3  # HELLO_HEALTH_THRESHOLD in compose.override.yml
+
+MB = 1000 * 1000
+SIZE_LIMITS = {"hello": 5 * MB, "sidecar": 10 * MB}
+
+
+def compose_env():
+    env = dict(os.environ)
+    env.update(
+        COMPOSE_PROJECT_NAME=PROJECT,
+        COMPOSE_FILE="docker-compose.yml:tests/e2e/compose.override.yml",
+        COMPOSE_PATH_SEPARATOR=":",
+        HTTP_PORT=str(HTTP_PORT),
+    )
+    return env
+
+
+def run(cmd, timeout, check=True, cwd=REPO):
+    """Run a command with a hard time bound; return the CompletedProcess."""
+    try:
+        p = subprocess.run(cmd, cwd=cwd, env=compose_env(), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("timed out after %ss: %s\n%s" % (timeout, " ".join(cmd), tail(e.stdout, e.stderr)))
+    if check and p.returncode != 0:
+        pytest.fail("exit %d: %s\n%s" % (p.returncode, " ".join(cmd), tail(p.stdout, p.stderr)))
+    return p
+
+
+def tail(*outs, n=60):
+    text = "\n".join(o.decode() if isinstance(o, bytes) else (o or "") for o in outs)
+    return "\n".join(text.splitlines()[-n:])
+
+
+def compose(*args, timeout=120, check=True):
+    return run([COMPOSE, *args], timeout=timeout, check=check)
+
+
+def container_id(service):
+    """The project's container of a service (running or exited), found by compose labels,
+    which Compose v1 and v2 both set."""
+    p = run(["docker", "ps", "-a", "-q", "--no-trunc",
+             "--filter", "label=com.docker.compose.project=" + PROJECT,
+             "--filter", "label=com.docker.compose.service=" + service], timeout=30)
+    ids = p.stdout.split()
+    assert len(ids) == 1, "expected one %s container, got %r" % (service, ids)
+    return ids[0]
+
+
+def inspect(obj):
+    return json.loads(run(["docker", "inspect", obj], timeout=30).stdout)[0]
+
+
+def logs(service):
+    p = run(["docker", "logs", container_id(service)], timeout=30)
+    return p.stdout + p.stderr
+
+
+def wait_for(what, predicate, timeout, interval=0.25):
+    """Poll predicate() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+            last_exc = e
+        time.sleep(interval)
+    pytest.fail("timed out after %ss waiting for %s (last error: %r)" % (timeout, what, last_exc))
+
+
+def port_open(host, port, timeout=1.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def get(path, timeout=5):
+    return requests.get(BASE + path, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180)
+    if port_open(HOST, HTTP_PORT):
+        pytest.fail("port %d on %s is already in use; set HTTP_PORT to a free port" % (HTTP_PORT, HOST))
+    try:
+        # The README command, from another directory to show it does not depend on the cwd.
+        with tempfile.TemporaryDirectory() as elsewhere:
+            run([UP, "-d"], timeout=UP_TIMEOUT, cwd=elsewhere)
+        wait_for("GET %s/ to answer" % BASE, lambda: get("/", timeout=2).status_code == 200, timeout=60)
+        yield
+    finally:
+        # Shown by pytest when something failed.
+        print(compose("logs", "--no-color", "--tail", "200", timeout=60, check=False).stdout)
+        compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180, check=False)
+
+
+# ------------------------------------------------------------------ through nginx
+
+def test_root(stack):
+    r = get("/")
+    assert r.status_code == 200
+    assert r.content == b'{"msg":"Hello, World!"}'
+    assert r.headers["Content-Type"] == "application/json"
+
+
+def test_name(stack):
+    r = get("/baz")
+    assert r.status_code == 200
+    assert r.content == b'{"msg":"Hello, Baz!"}'
+    assert r.headers["Content-Type"] == "application/json"
+
+
+def test_unknown_path_is_404_json(stack):
+    r = get("/a/b")
+    assert r.status_code == 404
+    assert r.json() == {"error": "not found"}
+    assert r.headers["Content-Type"] == "application/json"
+
+
+def test_health(stack):
+    seen = set()
+    for _ in range(20):
+        r = get("/health")
+        assert r.status_code == 200
+        assert r.headers["Content-Type"] == "application/json"
+        body = r.json()
+        assert set(body) == {"healthy", "latency"}, body
+        assert isinstance(body["healthy"], bool), body
+        assert isinstance(body["latency"], float), body
+        assert 0.0 <= body["latency"] < 1.0, body
+        # The override sets HELLO_HEALTH_THRESHOLD=0.3: healthy while latency < 0.3.
+        assert body["healthy"] == (body["latency"] < THRESHOLD), body
+        seen.add(body["healthy"])
+    assert seen, "no /health answers"
+
+
+def test_keepalive_through_nginx(stack):
+    with requests.Session() as s:
+        for path, name in (("/one", "One"), ("/two", "Two"), ("/", "World")):
+            r = s.get(BASE + path, timeout=5)
+            assert r.status_code == 200
+            assert r.json() == {"msg": "Hello, %s!" % name}
+
+
+# ------------------------------------------------------------------ isolation
+
+def test_hello_is_not_published(stack):
+    c = inspect(container_id("hello"))
+    bindings = c["HostConfig"].get("PortBindings") or {}
+    assert not any(bindings.values()), "hello publishes ports: %r" % bindings
+    ports = c["NetworkSettings"].get("Ports") or {}
+    assert not any(ports.values()), "hello has host port mappings: %r" % ports
+    assert "8080/tcp" in (c["Config"].get("ExposedPorts") or {})
+
+    # Nothing of ours answers on the host's 8080.
+    try:
+        with socket.create_connection((HOST, 8080), timeout=2) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.settimeout(2)
+            answer = s.recv(4096)
+    except ConnectionRefusedError:
+        return
+    except OSError:
+        return  # unreachable (filtered, timed out): fine as well
+    assert b"Hello, World!" not in answer, "hello answers on %s:8080 from the host" % HOST
+
+
+def test_only_nginx_is_published(stack):
+    c = inspect(container_id("nginx"))
+    bindings = c["HostConfig"].get("PortBindings") or {}
+    assert set(bindings) == {"80/tcp"}, bindings
+    assert {b["HostPort"] for b in bindings["80/tcp"]} == {str(HTTP_PORT)}
+    c = inspect(container_id("sidecar"))
+    assert not any((c["HostConfig"].get("PortBindings") or {}).values())
+
+
+# ------------------------------------------------------------------ images
+
+def image_filesystem(image_id, workdir):
+    """The files of an image, from `docker save`: {path: TarInfo} and {path: bytes} of the
+    regular files, layers applied in order (scratch images: no whiteouts to care about)."""
+    out = Path(workdir) / "image.tar"
+    run(["docker", "save", "-o", str(out), image_id], timeout=120)
+    members, files = {}, {}
+    with tarfile.open(out) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(layer)) as tf:
+                for m in tf.getmembers():
+                    name = m.name[2:] if m.name.startswith("./") else m.name
+                    name = name.strip("/")
+                    members[name] = m
+                    if m.isfile():
+                        files[name] = tf.extractfile(m).read()
+    return members, files
+
+
+def elf_has_interpreter(data):
+    """True when an ELF64 little-endian executable has a PT_INTERP (is dynamically linked)."""
+    assert data[:4] == b"\x7fELF", "not an ELF file"
+    assert data[4] == 2 and data[5] == 1, "expected ELF64 little-endian"
+    e_phoff = int.from_bytes(data[32:40], "little")
+    e_phentsize = int.from_bytes(data[54:56], "little")
+    e_phnum = int.from_bytes(data[56:58], "little")
+    for i in range(e_phnum):
+        off = e_phoff + i * e_phentsize
+        if int.from_bytes(data[off:off + 4], "little") == 3:  # PT_INTERP
+            return True
+    return False
+
+
+@pytest.mark.parametrize("service", ["hello", "sidecar"])
+def test_image_small_static_nonroot(stack, service, capsys, tmp_path):
+    image_id = inspect(container_id(service))["Image"]
+    image = inspect(image_id)
+    size = image["Size"]
+    with capsys.disabled():
+        print("\n[e2e] image %s (%s): %d bytes = %.2f MB (limit %.0f MB)"
+              % (service, image_id[7:19], size, size / MB, SIZE_LIMITS[service] / MB))
+    assert size < SIZE_LIMITS[service]
+
+    user = image["Config"].get("User") or ""
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "image user must be a numeric non-root uid, got %r" % user
+    entrypoint = image["Config"].get("Entrypoint") or []
+    assert entrypoint == ["/" + service], entrypoint
+
+    members, files = image_filesystem(image_id, tmp_path)
+    for libdir in ("lib", "lib64", "usr/lib", "usr/lib64"):
+        assert libdir not in members, "image has /%s" % libdir
+    binary = files[service]
+    assert not elf_has_interpreter(binary), "/%s is dynamically linked" % service
+    # Nothing but the binary (and for the sidecar the CA bundle).
+    shipped = set(files)
+    expected = {service} | ({"etc/ssl/certs/ca-certificates.crt"} if service == "sidecar" else set())
+    assert shipped == expected, sorted(shipped)
+
+
+# ------------------------------------------------------------------ sidecar
+
+def test_sidecar_reports_and_alerts(stack):
+    def both_seen():
+        out = logs("sidecar")
+        report = re.search(r"^\S+ sidecar REPORT window=3s samples=\d+ failures=\d+ ", out, re.M)
+        alert = re.search(r"^\S+ sidecar ALERT reason=unhealthy target=http://hello:8080/health ", out, re.M)
+        return (report and alert) and out
+
+    out = wait_for("a REPORT and an ALERT reason=unhealthy line from the sidecar", both_seen, timeout=30)
+    start = re.search(r"^\S+ sidecar START (.*)$", out, re.M)
+    assert start, out
+    fields = dict(kv.split("=", 1) for kv in start.group(1).split())
+    assert fields.get("target") == "http://hello:8080/health", start.group(0)
+    assert fields.get("interval") == "500ms", start.group(0)
+    assert fields.get("window") == "3s", start.group(0)
+
+
+# ------------------------------------------------------------------ shutdown (last)
+
+def test_graceful_stop_exit_codes(stack):
+    ids = {s: container_id(s) for s in SERVICES}
+    compose("kill", "-s", "SIGINT", "hello", "sidecar", timeout=60)
+    compose("kill", "-s", "SIGQUIT", "nginx", timeout=60)
+
+    def all_exited():
+        return all(not inspect(ids[s])["State"]["Running"] for s in SERVICES)
+
+    wait_for("all containers to exit", all_exited, timeout=20)
+    # the restart policy must not bring them back
+    time.sleep(1)
+    for s in SERVICES:
+        state = inspect(ids[s])
+        assert not state["State"]["Running"], "%s was restarted" % s
+        assert state["State"]["ExitCode"] == 0, "%s exited with %d:\n%s" % (
+            s, state["State"]["ExitCode"], tail(logs(s)))
+        assert state["RestartCount"] == 0, s
+
+    hello_out = logs("hello")
+    assert re.search(r"^\S+ hello SIGNAL name=SIGINT action=drain\b", hello_out, re.M), tail(hello_out)
+    assert re.search(r"^\S+ hello EXIT code=0$", hello_out, re.M), tail(hello_out)
+    sidecar_out = logs("sidecar")
+    assert re.search(r"^\S+ sidecar SIGNAL name=SIGINT action=stop\b", sidecar_out, re.M), tail(sidecar_out)
+    assert re.search(r"^\S+ sidecar EXIT code=0$", sidecar_out, re.M), tail(sidecar_out)
