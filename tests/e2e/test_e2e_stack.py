@@ -280,6 +280,21 @@ def test_image_small_static_nonroot(stack, service, capsys, tmp_path):
     assert shipped == expected, sorted(shipped)
 
 
+def test_static_hello_idle_rss_at_most_2_mib(stack, capsys):
+    """The shipped static binary, idle after serving: resident memory read from the host's
+    /proc for the container's process."""
+    for _ in range(20):
+        get("/baz")
+    pid = inspect(container_id("hello"))["State"]["Pid"]
+    assert pid > 0
+    time.sleep(0.5)
+    with open("/proc/%d/status" % pid) as f:
+        rss_kib = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+    with capsys.disabled():
+        print("\n[e2e] hello (static, in its container) idle RSS: %d KiB (limit 2048 KiB)" % rss_kib)
+    assert rss_kib <= 2048
+
+
 # ------------------------------------------------------------------ sidecar
 
 def test_sidecar_reports_and_alerts(stack):
