@@ -1,5 +1,6 @@
 #include "http_server.hpp"
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -37,9 +38,13 @@ struct http_conn {
   uint16_t header_count = 0;
   uint16_t error_status = 0;  // status to answer when a callback rejects the request
   uint8_t host_count = 0;
-  uint8_t header_kind = 0;  // what the current header field is (header_kind enum)
-  uint8_t header_len = 0;   // bytes in header_buf
-  uint8_t expect = 0;       // expect_kind of the current request
+  uint8_t header_kind = 0;            // what the current header field is (header_kind enum)
+  uint8_t header_len = 0;             // bytes in header_buf
+  uint8_t expect = 0;                 // expect_kind of the current request
+  bool name_seen = false;             // the current header field name has a byte
+  uint8_t value_spans = 0;            // spans of the current header value (obs-fold detection)
+  bool chunk_ended_lf = false;        // the previous input chunk ended with LF
+  const char* chunk_start = nullptr;  // start of the input being parsed now
   char header_buf[16];      // current field name, then (for Expect) its value, lower-cased
   bool in_request = false;  // a message has begun and is not complete
   bool writing = false;     // a uv_write is in flight
@@ -194,7 +199,9 @@ struct http_server::internals {
   // the rest of the input is parked in c->in and parsed when the write completes.
   static void process(http_conn* c, const char* data, size_t len) {
     while (len > 0 && !c->stop_parsing && !c->closing) {
+      c->chunk_start = data;
       llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+      c->chunk_ended_lf = data[len - 1] == '\n';
       if (err == HPE_OK) break;
       if (err == HPE_PAUSED) {
         size_t used = static_cast<size_t>(llhttp_get_error_pos(&c->parser) - data);
@@ -294,14 +301,36 @@ struct http_server::internals {
     return 0;
   }
 
+  // RFC 9110 5.6.2: a field name is a token. llhttp 8 (lenient build) lets spaces through,
+  // including the "Name : value" form that RFC 9112 5.1 says must be rejected.
+  static bool is_tchar(unsigned char ch) {
+    static constexpr auto table = [] {
+      std::array<bool, 256> t{};
+      for (int i = '0'; i <= '9'; ++i) t[i] = true;
+      for (int i = 'a'; i <= 'z'; ++i) t[i] = true;
+      for (int i = 'A'; i <= 'Z'; ++i) t[i] = true;
+      for (char ch : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(ch)] = true;
+      return t;
+    }();
+    return table[ch];
+  }
+
   static int on_header_field(llhttp_t* p, const char* at, size_t len) {
     auto* c = static_cast<http_conn*>(p->data);
+    for (size_t i = 0; i < len; ++i) {
+      if (!is_tchar(static_cast<unsigned char>(at[i])))
+        return reject(p, 400, "invalid header name");
+    }
+    c->name_seen = c->name_seen || len > 0;
     buffer_lower(c, at, len);
     return count_header_bytes(p, len);
   }
 
   static int on_header_field_complete(llhttp_t* p) {
     auto* c = static_cast<http_conn*>(p->data);
+    if (!c->name_seen) return reject(p, 400, "empty header name");
+    c->name_seen = false;
+    c->value_spans = 0;
     if (++c->header_count > srv(c).config_.max_headers) {
       return reject(p, 431, "too many header fields");
     }
@@ -313,6 +342,14 @@ struct http_server::internals {
 
   static int on_header_value(llhttp_t* p, const char* at, size_t len) {
     auto* c = static_cast<http_conn*>(p->data);
+    // A value arrives in several spans only across reads, or through an obs-fold (a CRLF and
+    // a space inside it), which llhttp 8 accepts and RFC 9112 5.2 lets a server reject. A
+    // span that does not start where this read starts, or that follows a read ending in LF,
+    // is a fold.
+    if (c->value_spans > 0 && (at != c->chunk_start || c->chunk_ended_lf)) {
+      return reject(p, 400, "obsolete line folding in a header");
+    }
+    if (c->value_spans < 255) ++c->value_spans;
     if (c->header_kind == hk_expect) buffer_lower(c, at, len);
     return count_header_bytes(p, len);
   }
@@ -336,6 +373,10 @@ struct http_server::internals {
     if (c->target_len + len > s.config_.max_target_bytes) {
       return reject(p, 414, "request-target too long");
     }
+    for (size_t i = 0; i < len; ++i) {
+      auto ch = static_cast<unsigned char>(at[i]);
+      if (ch <= 0x20 || ch == 0x7f) return reject(p, 400, "invalid character in request-target");
+    }
     if (c->target == nullptr) c->target = s.pool_.acquire();
     memcpy(c->target->data + c->target_len, at, len);
     c->target_len += static_cast<uint32_t>(len);
@@ -346,7 +387,8 @@ struct http_server::internals {
   static int on_headers_complete(llhttp_t* p) {
     auto* c = static_cast<http_conn*>(p->data);
     http_server& s = srv(c);
-    bool http11 = p->http_major == 1 && p->http_minor >= 1;
+    if (p->http_major != 1) return reject(p, 505, "only HTTP/1.x is served");
+    bool http11 = p->http_minor >= 1;
     if (p->method == HTTP_CONNECT) return reject(p, 501, "CONNECT is not supported");
     if (c->host_count > 1) return reject(p, 400, "more than one Host header");
     if (http11 && c->host_count == 0) return reject(p, 400, "HTTP/1.1 request without Host");

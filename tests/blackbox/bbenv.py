@@ -18,14 +18,21 @@ HELLO_BIN = os.path.join(BUILD_DIR, "hello", "hello")
 SIDECAR_BIN = os.path.join(BUILD_DIR, "sidecar", "sidecar")
 
 
+def _sanitized():
+    name = os.path.basename(os.path.normpath(BUILD_DIR)).lower()
+    # build-asan, build-ubsan, build-tsan, ...
+    return os.environ.get("STACK_SANITIZED") == "1" or "san" in name
+
+
+#: the binaries carry sanitizers (memory and start-up figures are meaningless)
+SANITIZED = _sanitized()
+
+
 def _timing_factor():
     env = os.environ.get("STACK_TIMING_FACTOR")
     if env:
         return float(env)
-    name = os.path.basename(os.path.normpath(BUILD_DIR)).lower()
-    if os.environ.get("STACK_SANITIZED") == "1" or "san" in name:  # build-asan, build-ubsan, build-tsan, ...
-        return 3.0
-    return 1.0
+    return 3.0 if SANITIZED else 1.0
 
 
 #: multiply every timing bound by this

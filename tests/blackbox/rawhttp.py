@@ -138,6 +138,17 @@ class Conn:
         finally:
             self.sock.settimeout(SOCK_TIMEOUT)
 
+    def responses_until_close(self, timeout=2.0, head=False):
+        """Read until the server closes (or timeout); return (responses, closed).
+
+        Every byte received is parsed as a sequence of complete responses.
+        """
+        closed = self.closed_by_peer(timeout)
+        out = []
+        while self.buf:
+            out.append(self.read_response(head=head))
+        return out, closed
+
     def pending(self, wait=0.2):
         """Bytes that arrive within `wait` seconds without sending anything."""
         self.closed_by_peer(wait)
