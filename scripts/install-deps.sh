@@ -12,7 +12,10 @@ packages=(
   python3 python3-pytest python3-requests curl ca-certificates
   # base images when no registry can be reached
   mmdebstrap
+  # perf/: load generator and the peers hello is measured against, and the plot
+  wrk nginx-light python3-matplotlib
 )
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
   packages+=(docker-compose)
 fi

@@ -1,4 +1,4 @@
-"""Black-box tests of the `hello` binary (docs/CONTRACT.md, section hello).
+"""Black-box tests of the `hello` binary (README.md, section hello).
 
 Every HTTP check goes over a raw socket so that what is asserted is exactly
 what a client receives.

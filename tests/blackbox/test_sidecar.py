@@ -1,4 +1,4 @@
-"""Black-box tests of the `sidecar` binary (docs/CONTRACT.md, section sidecar).
+"""Black-box tests of the `sidecar` binary (README.md, section sidecar).
 
 The sidecar polls a FakeTarget (fake_target.py) whose answers each test
 chooses; short durations keep the suite fast.
