@@ -16,6 +16,7 @@ Environment (perf/run sets the first two):
                        short 0 = none)
   PERF_CONNECTIONS     wrk -c (default 50)
   PERF_PIPELINE_DEPTH  requests per pipelined batch (default 16)
+  PERF_PIN             1 (default): servers on CPU 1, wrk on CPU 0 (taskset); 0: unpinned
   PERF_INVOCATION      the command line to print as the one that was run
 """
 
@@ -160,7 +161,7 @@ class Server:
         logf = open(self.logpath, "wb")
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                PIN_SERVER + self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent)
         finally:
             logf.close()
@@ -380,9 +381,24 @@ def verify(server, depth):
 # ---------------------------------------------------------------- wrk
 
 
+# On a 2-core machine an unpinned server and wrk keep landing on the same core, which shows up
+# as tail latency of whichever server sleeps most often. Every server gets CPU 1 and wrk CPU 0
+# (PERF_PIN=0 turns this off); the same for all three peers, so ratios stay fair.
+PIN_SERVER = []
+PIN_WRK = []
+
+
+def set_pinning(enabled):
+    global PIN_SERVER, PIN_WRK
+    if enabled and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        PIN_SERVER, PIN_WRK = ["taskset", "-c", "1"], ["taskset", "-c", "0"]
+    else:
+        PIN_SERVER, PIN_WRK = [], []
+
+
 def wrk_command(cfg, mode, port, duration):
     script = "report.lua" if mode == "keepalive" else "pipeline.lua"
-    cmd = [cfg["wrk"], "-t1", "-c%d" % cfg["connections"], "-d" + duration, "--latency",
+    cmd = PIN_WRK + [cfg["wrk"], "-t1", "-c%d" % cfg["connections"], "-d" + duration, "--latency",
            "-s", os.path.join(PERF_DIR, script), "http://127.0.0.1:%d/" % port]
     cmd.append("--")
     if mode == "pipelined":
@@ -684,8 +700,8 @@ def write_markdown(path, data):
     L.append("```")
     L.append("%s" % cfg["invocation"])
     L.append("# settings: PERF_ROUNDS=%d PERF_DURATION=%s PERF_WARMUP=%s PERF_CONNECTIONS=%d "
-             "PERF_PIPELINE_DEPTH=%d" % (cfg["rounds"], cfg["duration"], cfg["warmup"] or "0",
-                                         cfg["connections"], cfg["depth"]))
+             "PERF_PIPELINE_DEPTH=%d PERF_PIN=%d" % (cfg["rounds"], cfg["duration"], cfg["warmup"] or "0",
+                                         cfg["connections"], cfg["depth"], cfg["pin"]))
     L.append("# servers (ports picked at start; each in its own session):")
     for name in SERVERS:
         L.append(shell_line(data["servers"][name]["command"]))
@@ -844,7 +860,9 @@ def main():
         "connections": env_int("PERF_CONNECTIONS", 50),
         "depth": env_int("PERF_PIPELINE_DEPTH", 16),
         "invocation": os.environ.get("PERF_INVOCATION", "perf/bench.py"),
+        "pin": os.environ.get("PERF_PIN", "1") not in ("", "0"),
     }
+    set_pinning(cfg["pin"])
     cfg["duration"], seconds = env_duration("PERF_DURATION", "2s" if short else "10s")
     warm_text = os.environ.get("PERF_WARMUP", "").strip() or ("0" if short else "2s")
     if warm_text in ("0", "0s"):
@@ -879,7 +897,7 @@ def main():
     try:
         log("starting hello, nginx, node on 127.0.0.1 (temp dir %s)" % tmp)
         servers = start_servers(tmp, cfg["hello"], cfg["nginx"], cfg["node"])
-        data["servers"] = {n: {"command": s.argv, "port": s.port, "pid": s.pid}
+        data["servers"] = {n: {"command": PIN_SERVER + s.argv, "port": s.port, "pid": s.pid}
                            for n, s in servers.items()}
         data["servers"]["nginx"]["conf"] = servers["nginx"].conf_text
         for name in SERVERS:
