@@ -12,8 +12,10 @@ namespace sidecar {
 struct poll_sample {
   uint64_t at_ms = 0;        // monotonic completion time of the poll
   double latency = 0;        // the latency /health reported, seconds (valid if has_latency)
+  double rtt = 0;            // measured round trip, seconds (valid if has_rtt)
   bool has_latency = false;  // the answer was a 200 with a parsable body
-  bool failed = false;       // the poll raised an alert
+  bool has_rtt = false;      // an HTTP answer came back (any status)
+  bool failed = false;       // the poll failed (alerted or not)
 };
 
 struct window_stats {
@@ -23,6 +25,11 @@ struct window_stats {
   double best = 0;
   double worst = 0;
   double avg = 0;
+  size_t rtts = 0;  // polls with a measured round trip
+  double rtt_p50 = 0;
+  double rtt_p95 = 0;
+  double rtt_p99 = 0;
+  double rtt_max = 0;
 };
 
 class latency_ring {
@@ -36,13 +43,15 @@ class latency_ring {
 
   void push(const poll_sample& s);
   // Statistics of the samples with now_ms - window_ms < at_ms <= now_ms.
-  window_stats window(uint64_t now_ms, uint64_t window_ms) const;
+  // Percentiles are nearest-rank over a scratch array sized with the ring: no allocation.
+  window_stats window(uint64_t now_ms, uint64_t window_ms);
 
   size_t capacity() const { return capacity_; }
   size_t size() const { return size_; }
 
  private:
   std::unique_ptr<poll_sample[]> slots_;
+  std::unique_ptr<double[]> scratch_;
   size_t capacity_;
   size_t next_ = 0;
   size_t size_ = 0;

@@ -5,7 +5,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
+#include "alert_state.hpp"
 #include "config.hpp"
 #include "latency_ring.hpp"
 #include "log.hpp"
@@ -15,7 +17,18 @@
 
 namespace {
 
-enum { opt_target, opt_interval, opt_window, opt_timeout, opt_count };
+enum {
+  opt_target,
+  opt_interval,
+  opt_window,
+  opt_timeout,
+  opt_jitter,
+  opt_fail_after,
+  opt_recover_after,
+  opt_slow,
+  opt_log_format,
+  opt_count
+};
 
 core::cli_option g_options[opt_count] = {
     {"--target", "SIDECAR_TARGET", "http://hello:8080/health", "URL",
@@ -25,16 +38,28 @@ core::cli_option g_options[opt_count] = {
      "report best/worst/average latency of this past window, once per window"},
     {"--timeout", "SIDECAR_TIMEOUT", nullptr, "DURATION",
      "give up on a poll after this long (default: half the interval, at most 5s)"},
+    {"--jitter", "SIDECAR_JITTER", "0s", "DURATION",
+     "start the schedule after a random delay below this, to spread many sidecars"},
+    {"--fail-after", "SIDECAR_FAIL_AFTER", "1", "N",
+     "alert once N polls in a row have failed (1: every failure alerts)"},
+    {"--recover-after", "SIDECAR_RECOVER_AFTER", "1", "N",
+     "after an alert, report RECOVERED once N polls in a row have succeeded"},
+    {"--slow", "SIDECAR_SLOW", "0ms", "DURATION",
+     "a healthy answer slower than this (measured round trip) is degraded; 0 = off"},
+    {"--log-format", "SIDECAR_LOG_FORMAT", "text", "text|json",
+     "text: key=value lines; json: one JSON object per line"},
 };
 
 struct monitor {
   core::event_loop* loop;
   sidecar::poller* poller;
   sidecar::latency_ring* ring;
+  sidecar::alert_state* alerts;
   const char* target;
   uint64_t interval_ms;
   uint64_t window_ms;
   uint64_t start_ms;
+  uint64_t slow_ms;
   uint64_t polls_started = 0;
   uint64_t reports = 0;
   uv_timer_t poll_timer{};
@@ -62,10 +87,8 @@ void schedule_report(monitor* m);
 
 void on_report_timer(uv_timer_t* t) {
   auto* m = static_cast<monitor*>(t->data);
-  char line[256];
-  sidecar::format_report(line, sizeof line, m->ring->window(uv_now(m->loop->uv()), m->window_ms),
-                         m->window_ms);
-  core::log_event("REPORT", "%s", line);
+  sidecar::log_report(m->ring->window(uv_now(m->loop->uv()), m->window_ms), m->window_ms,
+                      m->alerts->state());
   schedule_report(m);
 }
 
@@ -76,19 +99,26 @@ void schedule_report(monitor* m) {
   uv_timer_start(&m->report_timer, on_report_timer, due > now ? due - now : 0, 0);
 }
 
-void on_result(void* ctx, const sidecar::poll_result& r) {
+void on_result(void* ctx, const sidecar::poll_result& result) {
   auto* m = static_cast<monitor*>(ctx);
+  sidecar::poll_result r = result;
+  if (r.result == sidecar::outcome::ok && m->slow_ms > 0 &&
+      r.rtt * 1e3 > static_cast<double>(m->slow_ms)) {
+    r.result = sidecar::outcome::slow;
+    snprintf(r.detail, sizeof r.detail, "round trip %.3fms over %llums", r.rtt * 1e3,
+             static_cast<unsigned long long>(m->slow_ms));
+  }
   sidecar::poll_sample s;
   s.at_ms = uv_now(m->loop->uv());
   s.has_latency = r.has_latency;
   s.latency = r.latency;
+  s.has_rtt = r.has_rtt;
+  s.rtt = r.rtt;
   s.failed = r.result != sidecar::outcome::ok;
   m->ring->push(s);
-  if (s.failed) {
-    char line[1024];
-    sidecar::format_alert(line, sizeof line, r, m->target);
-    core::log_event("ALERT", "%s", line);
-  }
+  sidecar::alert_step step = m->alerts->on_result(r.result, s.at_ms);
+  if (step.alert) sidecar::log_alert(r, m->target, m->alerts->state(), step.consecutive);
+  if (step.recovered) sidecar::log_recovered(m->target, step);
 }
 
 void on_stop_signal(void* ctx, int signum) {
@@ -97,6 +127,15 @@ void on_stop_signal(void* ctx, int signum) {
   uv_close(reinterpret_cast<uv_handle_t*>(&m->poll_timer), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&m->report_timer), nullptr);
   m->poller->close();
+}
+
+uint64_t count_option(int index) {
+  uint64_t n = 0;
+  if (const char* e = core::parse_uint(g_options[index].value, 1, 1000000, &n)) {
+    core::config_fail("%s/%s '%s': %s (a whole number from 1)", g_options[index].flag,
+                      g_options[index].env, g_options[index].value, e);
+  }
+  return n;
 }
 
 uint64_t duration_option(int index, const char* name) {
@@ -153,10 +192,41 @@ int main(int argc, char** argv) {
     }
   }
   if (timeout_ms == 0) timeout_ms = 1;
+  uint64_t jitter_ms = 0;
+  if (const char* e = core::parse_duration_ms(g_options[opt_jitter].value, &jitter_ms)) {
+    core::config_fail("--jitter/SIDECAR_JITTER '%s': %s", g_options[opt_jitter].value, e);
+  }
+  if (jitter_ms >= interval_ms && jitter_ms > 0) {
+    core::config_fail("--jitter (%s) must be shorter than --interval (%s)",
+                      g_options[opt_jitter].value, g_options[opt_interval].value);
+  }
+  uint64_t fail_after = count_option(opt_fail_after);
+  uint64_t recover_after = count_option(opt_recover_after);
+  uint64_t slow_ms = 0;
+  if (const char* e = core::parse_duration_ms(g_options[opt_slow].value, &slow_ms)) {
+    core::config_fail("--slow/SIDECAR_SLOW '%s': %s", g_options[opt_slow].value, e);
+  }
+  std::string_view format = g_options[opt_log_format].value;
+  if (format == "json") {
+    core::log_set_format(core::log_format::json);
+  } else if (format != "text") {
+    core::config_fail("--log-format/SIDECAR_LOG_FORMAT '%s': expected text or json",
+                      g_options[opt_log_format].value);
+  }
 
   core::event_loop loop;
   sidecar::latency_ring ring(sidecar::latency_ring::capacity_for(window_ms, interval_ms));
-  monitor m{&loop, nullptr, &ring, target, interval_ms, window_ms, uv_now(loop.uv())};
+  sidecar::alert_state alerts(static_cast<uint32_t>(fail_after),
+                              static_cast<uint32_t>(recover_after));
+  // The schedule's origin: now, or a random moment within the jitter.
+  uint64_t offset =
+      jitter_ms > 0
+          ? (uv_hrtime() ^ static_cast<uint64_t>(uv_os_getpid()) * 0x9e3779b97f4a7c15ULL) %
+                jitter_ms
+          : 0;
+  monitor m{&loop,  nullptr,     &ring,     &alerts,
+            target, interval_ms, window_ms, uv_now(loop.uv()) + offset,
+            slow_ms};
   sidecar::poller poller(loop.uv(), target, timeout_ms, on_result, &m);
   m.poller = &poller;
   const char* error = nullptr;
@@ -170,8 +240,18 @@ int main(int argc, char** argv) {
   core::format_duration(interval_ms, interval, sizeof interval);
   core::format_duration(window_ms, window, sizeof window);
   core::format_duration(timeout_ms, timeout, sizeof timeout);
-  core::log_event("START", "version=%s target=%s interval=%s window=%s timeout=%s ring=%zu",
-                  STACK_VERSION, target, interval, window, timeout, ring.capacity());
+  using core::log_field;
+  log_field start[] = {
+      log_field::word("version", STACK_VERSION),
+      log_field::word("target", target),
+      log_field::word("interval", interval),
+      log_field::word("window", window),
+      log_field::word("timeout", timeout),
+      log_field::num("fail_after", fail_after),
+      log_field::num("recover_after", recover_after),
+      log_field::num("ring", ring.capacity()),
+  };
+  core::log_fields("START", start);
 
   uv_timer_init(loop.uv(), &m.poll_timer);
   m.poll_timer.data = &m;

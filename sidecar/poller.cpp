@@ -13,6 +13,7 @@ const char* outcome_name(outcome o) {
     case outcome::ok: return "ok";
     case outcome::status: return "status";
     case outcome::unhealthy: return "unhealthy";
+    case outcome::slow: return "slow";
     case outcome::timeout: return "timeout";
     case outcome::connect: return "connect";
     case outcome::dns: return "dns";
@@ -135,6 +136,7 @@ struct poller::internals {
     curl_easy_getinfo(self->easy_, CURLINFO_TOTAL_TIME_T, &total_us);
     r.rtt = static_cast<double>(total_us) / 1e6;
     curl_easy_getinfo(self->easy_, CURLINFO_RESPONSE_CODE, &r.http_status);
+    r.has_rtt = r.http_status != 0;
     const char* why = self->curl_error_[0] != '\0' ? self->curl_error_ : curl_easy_strerror(code);
     switch (code) {
       case CURLE_OK: break;

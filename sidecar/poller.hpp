@@ -14,7 +14,7 @@
 
 namespace sidecar {
 
-enum class outcome : uint8_t { ok, status, unhealthy, timeout, connect, dns, body };
+enum class outcome : uint8_t { ok, status, unhealthy, slow, timeout, connect, dns, body };
 const char* outcome_name(outcome o);
 
 struct poll_result {
@@ -23,7 +23,8 @@ struct poll_result {
   bool has_latency = false;
   double latency = 0;  // reported by /health, seconds
   bool healthy = false;
-  double rtt = 0;  // measured round trip, seconds
+  bool has_rtt = false;  // an HTTP answer came back (any status)
+  double rtt = 0;        // measured round trip, seconds
   char detail[CURL_ERROR_SIZE] = "";
 };
 

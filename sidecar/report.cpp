@@ -3,38 +3,106 @@
 #include <cstdio>
 
 #include "config.hpp"
-#include "log.hpp"
 
 namespace sidecar {
+namespace {
 
-static size_t clamp(int n, size_t size) {
-  if (n < 0) return 0;
-  return static_cast<size_t>(n) < size ? static_cast<size_t>(n) : size - 1;
-}
-
-size_t format_report(char* out, size_t size, const window_stats& st, uint64_t window_ms) {
+// Each event is described once, as fields; format_* render them, log_* print them.
+template <class F>
+size_t with_report_fields(const window_stats& st, uint64_t window_ms, health_state state, F f) {
   char window[32];
   core::format_duration(window_ms, window, sizeof window);
-  if (st.samples == 0) {
-    return clamp(
-        snprintf(out, size, "window=%s samples=0 failures=%zu no latency samples in the past %s",
-                 window, st.failures, window),
-        size);
+  char note[64];
+  snprintf(note, sizeof note, "no latency samples in the past %s", window);
+  using core::log_field;
+  log_field fields[12] = {
+      log_field::word("window", window),
+      log_field::word("state", state_name(state)),
+      log_field::num("samples", st.samples),
+      log_field::num("failures", st.failures),
+  };
+  size_t n = 4;
+  if (st.samples > 0) {
+    fields[n++] = log_field::real("best", st.best, 6, "s");
+    fields[n++] = log_field::real("worst", st.worst, 6, "s");
+    fields[n++] = log_field::real("avg", st.avg, 6, "s");
   }
-  return clamp(
-      snprintf(out, size, "window=%s samples=%zu failures=%zu best=%.6fs worst=%.6fs avg=%.6fs",
-               window, st.samples, st.failures, st.best, st.worst, st.avg),
-      size);
+  if (st.rtts > 0) {
+    fields[n++] = log_field::real("rtt_p50", st.rtt_p50 * 1e3, 3, "ms");
+    fields[n++] = log_field::real("rtt_p95", st.rtt_p95 * 1e3, 3, "ms");
+    fields[n++] = log_field::real("rtt_p99", st.rtt_p99 * 1e3, 3, "ms");
+    fields[n++] = log_field::real("rtt_max", st.rtt_max * 1e3, 3, "ms");
+  }
+  if (st.samples == 0) fields[n++] = log_field::note("note", note);
+  return f(fields, n);
 }
 
-size_t format_alert(char* out, size_t size, const poll_result& r, const char* target) {
-  char detail[2 * sizeof r.detail];
-  core::log_escape(r.detail, detail, sizeof detail);
-  char url[256];
-  core::log_escape(target, url, sizeof url);
-  return clamp(
-      snprintf(out, size, "reason=%s target=%s detail=\"%s\"", outcome_name(r.result), url, detail),
-      size);
+template <class F>
+size_t with_alert_fields(const poll_result& r, const char* target, health_state state,
+                         uint32_t consecutive, F f) {
+  using core::log_field;
+  log_field fields[] = {
+      log_field::word("reason", outcome_name(r.result)),
+      log_field::word("target", target),
+      log_field::word("state", state_name(state)),
+      log_field::num("consecutive", consecutive),
+      log_field::text("detail", r.detail),
+  };
+  return f(fields, sizeof fields / sizeof fields[0]);
+}
+
+template <class F>
+size_t with_recovered_fields(const char* target, const alert_step& step, F f) {
+  using core::log_field;
+  log_field fields[] = {
+      log_field::word("target", target),
+      log_field::word("state", state_name(health_state::healthy)),
+      log_field::real("after", static_cast<double>(step.bad_for_ms) / 1e3, 3, "s"),
+      log_field::num("failures", step.failures_in_run),
+  };
+  return f(fields, sizeof fields / sizeof fields[0]);
+}
+
+auto formatter(core::log_format format, char* out, size_t size) {
+  return [=](const core::log_field* fields, size_t n) {
+    return core::format_fields(format, fields, n, out, size);
+  };
+}
+
+auto logger(const char* event) {
+  return [=](const core::log_field* fields, size_t n) {
+    core::log_fields(event, fields, n);
+    return size_t{0};
+  };
+}
+
+}  // namespace
+
+size_t format_report(core::log_format format, char* out, size_t size, const window_stats& st,
+                     uint64_t window_ms, health_state state) {
+  return with_report_fields(st, window_ms, state, formatter(format, out, size));
+}
+
+size_t format_alert(core::log_format format, char* out, size_t size, const poll_result& r,
+                    const char* target, health_state state, uint32_t consecutive) {
+  return with_alert_fields(r, target, state, consecutive, formatter(format, out, size));
+}
+
+size_t format_recovered(core::log_format format, char* out, size_t size, const char* target,
+                        const alert_step& step) {
+  return with_recovered_fields(target, step, formatter(format, out, size));
+}
+
+void log_report(const window_stats& st, uint64_t window_ms, health_state state) {
+  with_report_fields(st, window_ms, state, logger("REPORT"));
+}
+
+void log_alert(const poll_result& r, const char* target, health_state state, uint32_t consecutive) {
+  with_alert_fields(r, target, state, consecutive, logger("ALERT"));
+}
+
+void log_recovered(const char* target, const alert_step& step) {
+  with_recovered_fields(target, step, logger("RECOVERED"));
 }
 
 }  // namespace sidecar

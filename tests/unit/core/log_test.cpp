@@ -20,3 +20,18 @@ TEST(LogEscape, TruncatesWithoutSplittingAnEscape) {
   EXPECT_EQ(log_escape("abc", one, sizeof one), 0u);
   EXPECT_STREQ(one, "");
 }
+
+TEST(LogFields, TextAndJsonFromOneDescription) {
+  log_field f[] = {
+      log_field::word("state", "down"),
+      log_field::num("n", 3),
+      log_field::real("rtt", 1.5, 3, "ms"),
+      log_field::text("detail", "a \"b\"\n"),
+  };
+  char out[256];
+  format_fields(log_format::text, f, 4, out, sizeof out);
+  EXPECT_STREQ(out, "state=down n=3 rtt=1.500ms detail=\"a \\\"b\\\"\\x0a\"");
+  format_fields(log_format::json, f, 4, out, sizeof out);
+  EXPECT_STREQ(out,
+               ",\"state\":\"down\",\"n\":3,\"rtt_ms\":1.500,\"detail\":\"a \\\"b\\\"\\u000a\"");
+}

@@ -5,11 +5,11 @@
 using namespace sidecar;
 
 namespace {
-poll_sample ok(uint64_t at, double latency) {
-  return {at, latency, true, false};
+poll_sample ok(uint64_t at, double latency, double rtt = 0.001) {
+  return {at, latency, rtt, true, true, false};
 }
 poll_sample failed(uint64_t at) {
-  return {at, 0, false, true};
+  return {at, 0, 0, false, false, true};
 }
 }  // namespace
 
@@ -54,4 +54,16 @@ TEST(LatencyRing, OverwritesOldestWhenFull) {
   EXPECT_EQ(st.samples, 3u);
   EXPECT_DOUBLE_EQ(st.best, 0.3);
   EXPECT_DOUBLE_EQ(st.worst, 0.5);
+}
+
+TEST(LatencyRing, RoundTripPercentilesNearestRank) {
+  latency_ring ring(120);
+  for (int i = 1; i <= 100; ++i) ring.push(ok(static_cast<uint64_t>(i), 0.1, i / 1000.0));
+  ring.push(failed(101));  // no round trip: not counted
+  window_stats st = ring.window(101, 1000);
+  EXPECT_EQ(st.rtts, 100u);
+  EXPECT_DOUBLE_EQ(st.rtt_p50, 0.050);
+  EXPECT_DOUBLE_EQ(st.rtt_p95, 0.095);
+  EXPECT_DOUBLE_EQ(st.rtt_p99, 0.099);
+  EXPECT_DOUBLE_EQ(st.rtt_max, 0.100);
 }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 using namespace sidecar;
+using core::log_format;
 
 TEST(Report, WithSamples) {
   window_stats st;
@@ -13,28 +14,64 @@ TEST(Report, WithSamples) {
   st.best = 0.012345;
   st.worst = 0.912345;
   st.avg = 0.456789;
-  char out[256];
-  format_report(out, sizeof out, st, 60000);
-  EXPECT_STREQ(out, "window=60s samples=6 failures=1 best=0.012345s worst=0.912345s avg=0.456789s");
+  st.rtts = 6;
+  st.rtt_p50 = 0.0012345;
+  st.rtt_p95 = 0.002;
+  st.rtt_p99 = 0.003;
+  st.rtt_max = 0.004;
+  char out[512];
+  format_report(log_format::text, out, sizeof out, st, 60000, health_state::healthy);
+  EXPECT_STREQ(out,
+               "window=60s state=healthy samples=6 failures=1 best=0.012345s worst=0.912345s "
+               "avg=0.456789s rtt_p50=1.234ms rtt_p95=2.000ms rtt_p99=3.000ms rtt_max=4.000ms");
+  format_report(log_format::json, out, sizeof out, st, 60000, health_state::healthy);
+  EXPECT_STREQ(out,
+               ",\"window\":\"60s\",\"state\":\"healthy\",\"samples\":6,\"failures\":1,"
+               "\"best_s\":0.012345,\"worst_s\":0.912345,\"avg_s\":0.456789,\"rtt_p50_ms\":1.234,"
+               "\"rtt_p95_ms\":2.000,\"rtt_p99_ms\":3.000,\"rtt_max_ms\":4.000");
 }
 
 TEST(Report, WithoutSamplesSaysSoPlainly) {
   window_stats st;
   st.failures = 6;
   char out[256];
-  format_report(out, sizeof out, st, 60000);
-  EXPECT_STREQ(out, "window=60s samples=0 failures=6 no latency samples in the past 60s");
+  format_report(log_format::text, out, sizeof out, st, 60000, health_state::down);
+  EXPECT_STREQ(out,
+               "window=60s state=down samples=0 failures=6 no latency samples in the past 60s");
+  format_report(log_format::json, out, sizeof out, st, 60000, health_state::down);
+  EXPECT_STREQ(out,
+               ",\"window\":\"60s\",\"state\":\"down\",\"samples\":0,\"failures\":6,"
+               "\"note\":\"no latency samples in the past 60s\"");
 }
 
-TEST(Alert, NamesReasonTargetAndDetail) {
+TEST(Alert, NamesReasonTargetStateCountAndDetail) {
   poll_result r;
   r.result = outcome::status;
   strcpy(r.detail, "HTTP 503");
   char out[512];
-  format_alert(out, sizeof out, r, "http://hello:8080/health");
-  EXPECT_STREQ(out, "reason=status target=http://hello:8080/health detail=\"HTTP 503\"");
+  format_alert(log_format::text, out, sizeof out, r, "http://hello:8080/health", health_state::down,
+               3);
+  EXPECT_STREQ(out,
+               "reason=status target=http://hello:8080/health state=down consecutive=3 "
+               "detail=\"HTTP 503\"");
   strcpy(r.detail, "bad \"body\"\n");
   r.result = outcome::body;
-  format_alert(out, sizeof out, r, "http://h/");
-  EXPECT_STREQ(out, "reason=body target=http://h/ detail=\"bad \\\"body\\\"\\x0a\"");
+  format_alert(log_format::text, out, sizeof out, r, "http://h/", health_state::down, 1);
+  EXPECT_STREQ(out,
+               "reason=body target=http://h/ state=down consecutive=1 "
+               "detail=\"bad \\\"body\\\"\\x0a\"");
+  format_alert(log_format::json, out, sizeof out, r, "http://h/", health_state::down, 1);
+  EXPECT_STREQ(out,
+               ",\"reason\":\"body\",\"target\":\"http://h/\",\"state\":\"down\","
+               "\"consecutive\":1,\"detail\":\"bad \\\"body\\\"\\u000a\"");
+}
+
+TEST(Recovered, SaysHowLongAndHowMany) {
+  alert_step step;
+  step.recovered = true;
+  step.bad_for_ms = 12500;
+  step.failures_in_run = 3;
+  char out[256];
+  format_recovered(log_format::text, out, sizeof out, "http://h/", step);
+  EXPECT_STREQ(out, "target=http://h/ state=healthy after=12.500s failures=3");
 }

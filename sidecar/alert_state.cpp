@@ -1,0 +1,50 @@
+#include "alert_state.hpp"
+
+namespace sidecar {
+
+const char* state_name(health_state s) {
+  switch (s) {
+    case health_state::unknown: return "unknown";
+    case health_state::healthy: return "healthy";
+    case health_state::degraded: return "degraded";
+    case health_state::down: return "down";
+  }
+  return "unknown";
+}
+
+alert_step alert_state::on_result(outcome o, uint64_t now_ms) {
+  alert_step step;
+  if (o == outcome::ok) {
+    fails_ = 0;
+    ++oks_;
+    if (!alerting_) {
+      state_ = health_state::healthy;
+      run_failures_ = 0;
+    } else if (oks_ >= recover_after_) {
+      step.recovered = true;
+      step.bad_for_ms = now_ms - first_fail_ms_;
+      step.failures_in_run = run_failures_;
+      alerting_ = false;
+      run_failures_ = 0;
+      state_ = health_state::healthy;
+    }
+    return step;
+  }
+  if (fails_ == 0 && !alerting_) {
+    first_fail_ms_ = now_ms;
+    run_failures_ = 0;
+  }
+  ++fails_;
+  ++run_failures_;
+  oks_ = 0;
+  step.consecutive = fails_;
+  if (fails_ >= fail_after_) {
+    step.alert = true;
+    alerting_ = true;
+    state_ = (o == outcome::unhealthy || o == outcome::slow) ? health_state::degraded
+                                                             : health_state::down;
+  }
+  return step;
+}
+
+}  // namespace sidecar

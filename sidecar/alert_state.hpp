@@ -1,0 +1,49 @@
+// The target's state as the sidecar reports it, and when to alert and recover.
+//
+//   healthy   the last polls succeeded
+//   degraded  answers come, but /health says healthy:false, or the round trip is too slow
+//   down      no valid 200 answer (status, timeout, connect, dns, body)
+//
+// A failure alerts once `fail_after` polls in a row have failed (1 = every failure, as the
+// assignment asks), and every further failure alerts too, saying how many in a row. After an
+// alert, `recover_after` good polls in a row bring a single RECOVERED with the time it was bad.
+#pragma once
+
+#include <cstdint>
+
+#include "poller.hpp"
+
+namespace sidecar {
+
+enum class health_state : uint8_t { unknown, healthy, degraded, down };
+const char* state_name(health_state s);
+
+struct alert_step {
+  bool alert = false;            // print an ALERT for this poll
+  bool recovered = false;        // print RECOVERED
+  uint32_t consecutive = 0;      // failures in a row, this one included (0 on success)
+  uint64_t bad_for_ms = 0;       // with recovered: from the first failure to this poll
+  uint32_t failures_in_run = 0;  // with recovered: how many polls failed in that run
+};
+
+class alert_state {
+ public:
+  alert_state(uint32_t fail_after, uint32_t recover_after)
+      : fail_after_(fail_after < 1 ? 1 : fail_after),
+        recover_after_(recover_after < 1 ? 1 : recover_after) {}
+
+  alert_step on_result(outcome o, uint64_t now_ms);
+  health_state state() const { return state_; }
+
+ private:
+  uint32_t fail_after_;
+  uint32_t recover_after_;
+  health_state state_ = health_state::unknown;
+  bool alerting_ = false;
+  uint32_t fails_ = 0;
+  uint32_t oks_ = 0;
+  uint32_t run_failures_ = 0;
+  uint64_t first_fail_ms_ = 0;
+};
+
+}  // namespace sidecar
