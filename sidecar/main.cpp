@@ -9,10 +9,12 @@
 
 #include "alert_state.hpp"
 #include "config.hpp"
+#include "http_server.hpp"
 #include "latency_ring.hpp"
 #include "log.hpp"
 #include "loop.hpp"
 #include "poller.hpp"
+#include "probe_metrics.hpp"
 #include "report.hpp"
 
 namespace {
@@ -27,6 +29,7 @@ enum {
   opt_recover_after,
   opt_slow,
   opt_log_format,
+  opt_metrics_listen,
   opt_count
 };
 
@@ -48,6 +51,8 @@ core::cli_option g_options[opt_count] = {
      "a healthy answer slower than this (measured round trip) is degraded; 0 = off"},
     {"--log-format", "SIDECAR_LOG_FORMAT", "text", "text|json",
      "text: key=value lines; json: one JSON object per line"},
+    {"--metrics-listen", "SIDECAR_METRICS_LISTEN", ":9100", "HOST:PORT|off",
+     "serve Prometheus metrics on GET /metrics here (off: no listener)"},
 };
 
 struct monitor {
@@ -60,6 +65,8 @@ struct monitor {
   uint64_t window_ms;
   uint64_t start_ms;
   uint64_t slow_ms;
+  sidecar::probe_metrics* metrics;
+  core::http_server* metrics_server;  // nullptr when off
   uint64_t polls_started = 0;
   uint64_t reports = 0;
   uv_timer_t poll_timer{};
@@ -87,8 +94,10 @@ void schedule_report(monitor* m);
 
 void on_report_timer(uv_timer_t* t) {
   auto* m = static_cast<monitor*>(t->data);
-  sidecar::log_report(m->ring->window(uv_now(m->loop->uv()), m->window_ms), m->window_ms,
-                      m->alerts->state());
+  sidecar::window_stats st = m->ring->window(uv_now(m->loop->uv()), m->window_ms);
+  m->metrics->window = st;
+  m->metrics->has_window = true;
+  sidecar::log_report(st, m->window_ms, m->alerts->state());
   schedule_report(m);
 }
 
@@ -116,6 +125,7 @@ void on_result(void* ctx, const sidecar::poll_result& result) {
   s.rtt = r.rtt;
   s.failed = r.result != sidecar::outcome::ok;
   m->ring->push(s);
+  m->metrics->record(r);
   sidecar::alert_step step = m->alerts->on_result(r.result, s.at_ms);
   if (step.alert) sidecar::log_alert(r, m->target, m->alerts->state(), step.consecutive);
   if (step.recovered) sidecar::log_recovered(m->target, step);
@@ -127,6 +137,25 @@ void on_stop_signal(void* ctx, int signum) {
   uv_close(reinterpret_cast<uv_handle_t*>(&m->poll_timer), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&m->report_timer), nullptr);
   m->poller->close();
+  if (m->metrics_server != nullptr) m->metrics_server->drain(nullptr, nullptr);
+}
+
+void serve_metrics(void* ctx, const core::http_request& req, core::http_reply& reply) {
+  auto* m = static_cast<monitor*>(ctx);
+  std::string_view path = req.target.substr(0, req.target.find('?'));
+  if (path != "/metrics") {
+    reply.status = 404;
+    reply.body.put("{\"error\":\"not found\"}");
+    return;
+  }
+  if (req.method != HTTP_GET && req.method != HTTP_HEAD) {
+    reply.status = 405;
+    reply.extra_headers = "Allow: GET, HEAD\r\n";
+    reply.body.put("{\"error\":\"method not allowed\"}");
+    return;
+  }
+  reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  m->metrics->write(reply.body, m->target, m->alerts->state(), m->window_ms);
 }
 
 uint64_t count_option(int index) {
@@ -206,6 +235,17 @@ int main(int argc, char** argv) {
   if (const char* e = core::parse_duration_ms(g_options[opt_slow].value, &slow_ms)) {
     core::config_fail("--slow/SIDECAR_SLOW '%s': %s", g_options[opt_slow].value, e);
   }
+  std::string_view metrics_listen = g_options[opt_metrics_listen].value;
+  char metrics_host[64] = "";
+  int metrics_port = 0;
+  bool metrics_on = metrics_listen != "off";
+  if (metrics_on) {
+    if (const char* e = core::parse_listen_address(metrics_listen, metrics_host,
+                                                   sizeof metrics_host, &metrics_port)) {
+      core::config_fail("--metrics-listen/SIDECAR_METRICS_LISTEN '%s': %s",
+                        g_options[opt_metrics_listen].value, e);
+    }
+  }
   std::string_view format = g_options[opt_log_format].value;
   if (format == "json") {
     core::log_set_format(core::log_format::json);
@@ -224,9 +264,10 @@ int main(int argc, char** argv) {
           ? (uv_hrtime() ^ static_cast<uint64_t>(uv_os_getpid()) * 0x9e3779b97f4a7c15ULL) %
                 jitter_ms
           : 0;
-  monitor m{&loop,  nullptr,     &ring,     &alerts,
-            target, interval_ms, window_ms, uv_now(loop.uv()) + offset,
-            slow_ms};
+  sidecar::probe_metrics metrics;
+  monitor m{&loop,   nullptr,     &ring,     &alerts,
+            target,  interval_ms, window_ms, uv_now(loop.uv()) + offset,
+            slow_ms, &metrics,    nullptr};
   sidecar::poller poller(loop.uv(), target, timeout_ms, on_result, &m);
   m.poller = &poller;
   const char* error = nullptr;
@@ -252,6 +293,28 @@ int main(int argc, char** argv) {
       log_field::num("ring", ring.capacity()),
   };
   core::log_fields("START", start);
+
+  core::http_server_config server_config;
+  server_config.access_log = false;  // scrapes every few seconds would drown the reports
+  server_config.max_connections = 64;
+  core::http_server metrics_server(loop.uv(), server_config, serve_metrics, &m);
+  if (metrics_on) {
+    if (int rc = metrics_server.listen(metrics_host, metrics_port); rc != 0) {
+      core::log_event("ERROR", "metrics listen addr=%s:%d error=%s", metrics_host, metrics_port,
+                      uv_err_name(rc));
+      metrics_server.drain(nullptr, nullptr);
+      poller.close();
+      loop.run();
+      core::log_flush();
+      fprintf(stderr, "sidecar: error: cannot listen on %s:%d for metrics: %s\n", metrics_host,
+              metrics_port, uv_strerror(rc));
+      return 1;
+    }
+    m.metrics_server = &metrics_server;
+    core::log_event("LISTEN", "addr=%s path=/metrics", metrics_server.bound_address());
+  } else {
+    metrics_server.drain(nullptr, nullptr);
+  }
 
   uv_timer_init(loop.uv(), &m.poll_timer);
   m.poll_timer.data = &m;
