@@ -105,6 +105,11 @@ def start_sidecar(sidecar_bin):
     procs = []
 
     def start(*flags, env=None, wait_start=True):
+        # The metrics listener defaults to :9100; tests get a free loopback port instead,
+        # unless they choose one (flag or SIDECAR_METRICS_LISTEN).
+        if not any(str(f).startswith("--metrics-listen") for f in flags) and \
+                "SIDECAR_METRICS_LISTEN" not in (env or {}):
+            flags = ("--metrics-listen", "127.0.0.1:0") + tuple(flags)
         s = Sidecar(flags, env=env)
         procs.append(s)
         if wait_start:

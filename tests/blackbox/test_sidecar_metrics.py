@@ -1,0 +1,128 @@
+"""Black-box tests of the sidecar's Prometheus endpoint (README: sidecar, SIDECAR_METRICS_LISTEN):
+the real binary against the fake target, scraped over HTTP, checked with promtool."""
+
+import http.client
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from bbenv import TF
+
+
+def metrics_port(sidecar):
+    line = sidecar.wait_event("LISTEN")
+    return int(re.search(r"addr=\S+:(\d+)", line.raw).group(1))
+
+
+def scrape(port, path="/metrics", method="GET"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * TF)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read().decode()
+    finally:
+        c.close()
+
+
+def samples(text):
+    """{(name, frozenset(labels)): value} of the exposition text."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        assert m, "malformed sample line: %r" % line
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def wait_until(pred, timeout):
+    deadline = time.monotonic() + timeout * TF
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition not met within %ss" % (timeout * TF))
+
+
+def test_metrics_pass_promtool_and_count_probes(start_sidecar, fake_target):
+    fake_target.set_healthy(latency=0.25)
+    s = start_sidecar("--target", fake_target.url, "--interval", "100ms", "--window", "500ms")
+    port = metrics_port(s)
+    s.wait_event("REPORT")
+    status, headers, text = scrape(port)
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    if shutil.which("promtool"):
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
+    m = samples(text)
+    t = ("target", fake_target.url)
+    assert m[("probe_success", frozenset([t]))] == 1
+    assert m[("probe_http_status_code", frozenset([t]))] == 200
+    assert m[("sidecar_reported_latency_seconds", frozenset([t]))] == 0.25
+    assert m[("sidecar_target_state", frozenset([t, ("state", "healthy")]))] == 1
+    assert m[("sidecar_target_state", frozenset([t, ("state", "down")]))] == 0
+    probes = m[("sidecar_probes_total", frozenset([t]))]
+    assert probes >= 3
+    assert m[("sidecar_probe_round_trip_seconds_count", frozenset([t]))] == probes
+    inf = m[("sidecar_probe_round_trip_seconds_bucket", frozenset([t, ("le", "+Inf")]))]
+    assert inf == probes
+    assert m[("sidecar_window_latency_seconds",
+              frozenset([t, ("window", "500ms"), ("stat", "avg")]))] == 0.25
+    # Counters only grow.
+    time.sleep(0.3 * TF)
+    later = samples(scrape(port)[2])
+    assert later[("sidecar_probes_total", frozenset([t]))] >= probes
+
+
+def test_failures_by_reason_and_state(start_sidecar, fake_target):
+    fake_target.set_status(503)
+    s = start_sidecar("--target", fake_target.url, "--interval", "100ms", "--window", "1s")
+    port = metrics_port(s)
+    s.wait_event("ALERT", reason="status")
+    t = ("target", fake_target.url)
+
+    def failed_twice():
+        m = samples(scrape(port)[2])
+        return m if m[("sidecar_probe_failures_total",
+                       frozenset([t, ("reason", "status")]))] >= 2 else None
+
+    m = wait_until(failed_twice, 5)
+    assert m[("probe_success", frozenset([t]))] == 0
+    assert m[("probe_http_status_code", frozenset([t]))] == 503
+    assert m[("probe_failure_info", frozenset([t, ("reason", "status")]))] == 1
+    assert m[("sidecar_target_state", frozenset([t, ("state", "down")]))] == 1
+    assert m[("sidecar_probe_failures_total", frozenset([t, ("reason", "timeout")]))] == 0
+
+
+def test_only_metrics_path_and_get(start_sidecar, fake_target):
+    fake_target.set_healthy()
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s")
+    port = metrics_port(s)
+    assert scrape(port, "/nope")[0] == 404
+    status, headers, _ = scrape(port, "/metrics", "POST")
+    assert status == 405 and headers.get("Allow") == "GET, HEAD"
+
+
+def test_metrics_off_opens_no_listener(start_sidecar, fake_target):
+    fake_target.set_healthy()
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s",
+                      "--metrics-listen", "off")
+    time.sleep(0.3 * TF)
+    assert not s.events("LISTEN")
+
+
+@pytest.mark.parametrize("value", ["nonsense", "1.2.3.4:99999", "localhost:9100"])
+def test_bad_metrics_listen_exits_2(sidecar_bin, value):
+    p = subprocess.run([sidecar_bin, "--metrics-listen", value], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 2
+    assert p.stderr.startswith("sidecar: error: --metrics-listen/SIDECAR_METRICS_LISTEN")
+    assert p.stderr.count("\n") == 1
