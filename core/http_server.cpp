@@ -38,8 +38,11 @@ struct http_conn {
   uint16_t header_count = 0;
   uint16_t error_status = 0;  // status to answer when a callback rejects the request
   uint8_t host_count = 0;
-  uint8_t header_kind = 0;            // what the current header field is (header_kind enum)
-  uint8_t header_len = 0;             // bytes in header_buf
+  uint8_t header_kind = 0;  // what the current header field is (header_kind enum)
+  uint8_t header_len = 0;   // bytes in header_buf
+  uint8_t html_match = 0;   // chars of "text/html" matched so far in an Accept value
+  bool accepts_html = false;
+  uint64_t start_ns = 0;              // uv_hrtime() at message begin
   uint8_t expect = 0;                 // expect_kind of the current request
   bool name_seen = false;             // the current header field name has a byte
   uint8_t value_spans = 0;            // spans of the current header value (obs-fold detection)
@@ -56,7 +59,7 @@ struct http_conn {
   bool closing = false;
 };
 
-enum header_kind : uint8_t { hk_other, hk_host, hk_expect };
+enum header_kind : uint8_t { hk_other, hk_host, hk_expect, hk_accept };
 enum expect_kind : uint8_t { ex_none, ex_continue, ex_other };
 
 struct http_server::internals {
@@ -99,6 +102,7 @@ struct http_server::internals {
     release(s, c->target);
     release(s, c->out);
     release(s, c->in);
+    if (c->in_request) --s.in_flight_;
     unlink(s, c);
     delete c;
     maybe_finish_drain(s);
@@ -254,7 +258,11 @@ struct http_server::internals {
   static int on_message_begin(llhttp_t* p) {
     auto* c = static_cast<http_conn*>(p->data);
     c->in_request = true;
+    ++srv(c).in_flight_;
     c->request_start = now(c);
+    c->start_ns = uv_hrtime();
+    c->accepts_html = false;
+    c->html_match = 0;
     c->target_len = 0;
     c->body_bytes = 0;
     c->header_bytes = 0;
@@ -335,7 +343,11 @@ struct http_server::internals {
       return reject(p, 431, "too many header fields");
     }
     std::string_view name = buffered(c);
-    c->header_kind = name == "host" ? hk_host : name == "expect" ? hk_expect : hk_other;
+    c->header_kind = name == "host"     ? hk_host
+                     : name == "expect" ? hk_expect
+                     : name == "accept" ? hk_accept
+                                        : hk_other;
+    c->html_match = 0;
     c->header_len = 0;
     return count_header_bytes(p, 4);  // ": " and CRLF
   }
@@ -351,7 +363,22 @@ struct http_server::internals {
     }
     if (c->value_spans < 255) ++c->value_spans;
     if (c->header_kind == hk_expect) buffer_lower(c, at, len);
+    if (c->header_kind == hk_accept && !c->accepts_html) match_html(c, at, len);
     return count_header_bytes(p, len);
+  }
+
+  // Streams an Accept value (it may straddle reads) looking for "text/html", any case.
+  static void match_html(http_conn* c, const char* at, size_t len) {
+    static constexpr std::string_view needle = "text/html";
+    for (size_t i = 0; i < len && !c->accepts_html; ++i) {
+      char ch = at[i];
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+      if (ch == needle[c->html_match]) {
+        if (++c->html_match == needle.size()) c->accepts_html = true;
+      } else {
+        c->html_match = ch == needle[0] ? 1 : 0;  // no other prefix of "text/html" repeats
+      }
+    }
   }
 
   static int on_header_value_complete(llhttp_t* p) {
@@ -419,6 +446,7 @@ struct http_server::internals {
     auto* c = static_cast<http_conn*>(p->data);
     handle_request(c);
     c->in_request = false;
+    --srv(c).in_flight_;
     release(srv(c), c->target);
     c->target_len = 0;
     if (c->stop_parsing) return HPE_PAUSED;
@@ -459,6 +487,7 @@ struct http_server::internals {
     h.connection =
         !keep_alive ? conn_header::close : (http10 ? conn_header::keep_alive : conn_header::none);
     h.date = http_date(s);
+    h.common_headers = s.config_.common_headers;
     h.extra_headers = extra;
     write_response_head(w, h);
     if (!head_only) w.put(body);
@@ -497,6 +526,8 @@ struct http_server::internals {
     req.version_major = p->http_major;
     req.version_minor = p->http_minor;
     req.keep_alive = llhttp_should_keep_alive(p) != 0 && !s.draining_;
+    req.accepts_html = c->accepts_html;
+    req.start_ns = c->start_ns;
     bool http10 = p->http_major == 1 && p->http_minor == 0;
 
     http_reply reply;
@@ -512,6 +543,9 @@ struct http_server::internals {
     append_response(c, reply.status, reply.content_type, reply.extra_headers, reply.body.view(),
                     req.method == HTTP_HEAD, req.keep_alive, http10);
     access_log(c, req.method_name, req.target, reply.status, reply.body.len);
+    if (s.config_.observer != nullptr) {
+      s.config_.observer(s.config_.observer_ctx, req.target, reply.status, req.start_ns);
+    }
   }
 
   // One error answer, then the connection closes: after a framing error nothing that follows
@@ -523,8 +557,16 @@ struct http_server::internals {
     json_escape(w, http_reason(status));
     w.put("\"}");
     append_response(c, status, "application/json", {}, w.view(), false, false, false);
-    c->in_request = false;
     const char* target = c->target != nullptr ? c->target->data : "";
+    http_server& s = srv(c);
+    if (c->in_request) {
+      c->in_request = false;
+      --s.in_flight_;
+    }
+    if (s.config_.observer != nullptr) {
+      s.config_.observer(s.config_.observer_ctx, std::string_view(target, c->target_len), status,
+                         c->start_ns != 0 ? c->start_ns : uv_hrtime());
+    }
     access_log(c, "-", std::string_view(target, c->target_len), status, w.len);
     if (status != 503 && status != 408) {
       char why[160];

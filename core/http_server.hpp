@@ -27,7 +27,9 @@ struct http_request {
   std::string_view target;  // request-target as received (path and query)
   uint8_t version_major;
   uint8_t version_minor;
-  bool keep_alive;  // the connection stays open after this answer
+  bool keep_alive;    // the connection stays open after this answer
+  bool accepts_html;  // an Accept header mentions text/html (a browser)
+  uint64_t start_ns;  // uv_hrtime() when the request's first byte was parsed
 };
 
 struct http_reply {
@@ -51,6 +53,12 @@ struct http_server_config {
   uint32_t max_header_bytes = 16 * 1024;  // all header fields and values; larger -> 431
   uint32_t max_headers = 100;             // header fields; more -> 431
   bool access_log = true;
+  // Complete "Name: value\r\n" lines added to every answer, errors included (static storage).
+  std::string_view common_headers;
+  // Called once per answered request, handler's or the server's own rejection (then target is
+  // what arrived of it, possibly empty). For metrics; must not throw or block.
+  void (*observer)(void* ctx, std::string_view target, int status, uint64_t start_ns) = nullptr;
+  void* observer_ctx = nullptr;
 };
 
 struct http_conn;
@@ -80,6 +88,7 @@ class http_server {
   void drain(void (*on_done)(void* ctx), void* ctx);
   bool draining() const { return draining_; }
   size_t connection_count() const { return conn_count_; }
+  size_t requests_in_flight() const { return in_flight_; }
 
   // Internal, for the connection callbacks.
   using pool = block_pool<block_size>;
@@ -104,6 +113,7 @@ class http_server {
   char bound_[64] = "";
   http_conn* conns_ = nullptr;  // intrusive list of live connections
   size_t conn_count_ = 0;
+  size_t in_flight_ = 0;  // requests begun and not yet answered
   pool pool_;
   char read_buf_[block_size];
   char body_buf_[max_body];

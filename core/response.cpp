@@ -111,6 +111,7 @@ void write_response_head(buf_writer& w, const response_head& head) {
   } else if (head.connection == conn_header::keep_alive) {
     w.put("Connection: keep-alive\r\n");
   }
+  w.put(head.common_headers);
   w.put(head.extra_headers);
   w.put("\r\n");
 }

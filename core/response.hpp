@@ -47,8 +47,9 @@ struct response_head {
   const char* content_type = "application/json";
   size_t content_length = 0;
   conn_header connection = conn_header::none;
-  std::string_view date;           // IMF-fixdate, e.g. "Mon, 23 Nov 2026 05:17:11 GMT"
-  std::string_view extra_headers;  // complete "Name: value\r\n" lines, or empty
+  std::string_view date;            // IMF-fixdate, e.g. "Mon, 23 Nov 2026 05:17:11 GMT"
+  std::string_view common_headers;  // lines every answer carries (e.g. X-Served-By)
+  std::string_view extra_headers;   // complete "Name: value\r\n" lines, or empty
 };
 
 // "HTTP/1.1 200 OK\r\n" + Date, Content-Type, Content-Length, Connection, extras + "\r\n".

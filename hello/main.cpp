@@ -1,10 +1,14 @@
 // hello: the Hello HTTP service as a single-threaded libuv reactor.
 //   configuration -> core/config, routes -> hello/routes, health model -> hello/health,
 //   HTTP -> core/http_server, loop and signals -> core/loop, logs -> core/log.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstring>
 
 #include "config.hpp"
 #include "health.hpp"
+#include "healthcheck.hpp"
 #include "http_server.hpp"
 #include "log.hpp"
 #include "loop.hpp"
@@ -25,6 +29,8 @@ enum {
   opt_max_header_bytes,
   opt_max_headers,
   opt_max_body,
+  opt_instance_id,
+  opt_chaos,
   opt_count
 };
 
@@ -51,6 +57,10 @@ core::cli_option g_options[opt_count] = {
     {"--max-headers", "HELLO_MAX_HEADERS", "100", "N", "most header fields; more gets 431"},
     {"--max-body", "HELLO_MAX_BODY", "1MiB", "BYTES",
      "largest request body (read and discarded); larger gets 413"},
+    {"--instance-id", "HELLO_INSTANCE_ID", nullptr, "ID",
+     "name in X-Served-By and /status (default: the host name, a container's id)"},
+    {"--chaos", "HELLO_CHAOS", "on", "on|off",
+     "serve /poison, /antidote and /die (turn off in production)"},
 };
 
 struct hello_main {
@@ -59,9 +69,28 @@ struct hello_main {
   hello::app* app;
   uint64_t drain_delay_ms;
   uv_timer_t delay_timer{};
+  uv_timer_t die_timer{};
 };
 
+// /die: the answer is queued (and normally already written); give it a moment to leave, then
+// end the process with a failure status so that the restart policy brings it back.
+void on_die(void* ctx) {
+  auto* m = static_cast<hello_main*>(ctx);
+  auto* h = reinterpret_cast<uv_handle_t*>(&m->die_timer);
+  if (uv_is_active(h) || uv_is_closing(h)) return;
+  uv_timer_start(
+      &m->die_timer,
+      [](uv_timer_t*) {
+        core::log_event("DIE", "reason=/die code=3");
+        core::log_flush();
+        _exit(3);
+      },
+      50, 0);
+}
+
 void start_drain(hello_main* m) {
+  auto* die = reinterpret_cast<uv_handle_t*>(&m->die_timer);
+  if (die->loop != nullptr && !uv_is_closing(die)) uv_close(die, nullptr);
   m->server->drain(nullptr, nullptr);
 }
 
@@ -118,6 +147,13 @@ uint64_t size(int index, uint64_t min, uint64_t max) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && strcmp(argv[1], "--healthcheck") == 0) {
+    if (argc > 3) {
+      fprintf(stderr, "hello: error: --healthcheck takes at most one URL\n");
+      return 2;
+    }
+    return hello::run_healthcheck(argc == 3 ? argv[2] : hello::default_healthcheck_url, 2000);
+  }
   core::log_init("hello");
   core::cli_parse({"hello", STACK_VERSION, "the Hello HTTP service"}, argc, argv, g_options,
                   opt_count);
@@ -148,21 +184,53 @@ int main(int argc, char** argv) {
   config.max_header_bytes = static_cast<uint32_t>(size(opt_max_header_bytes, 64, 1 << 20));
   config.max_headers = static_cast<uint32_t>(count(opt_max_headers, 1, 10'000));
   config.max_body_bytes = size(opt_max_body, 0, uint64_t{1} << 40);
+  bool chaos = true;
+  if (const char* e = core::parse_on_off(opt(opt_chaos).value, &chaos)) bad(opt_chaos, e);
+  static char instance[128];
+  if (opt(opt_instance_id).value != nullptr) {
+    snprintf(instance, sizeof instance, "%s", opt(opt_instance_id).value);
+  } else {
+    size_t len = sizeof instance;
+    if (uv_os_gethostname(instance, &len) != 0) snprintf(instance, sizeof instance, "hello");
+  }
+  for (const char* c = instance; *c != '\0'; ++c) {
+    if (static_cast<unsigned char>(*c) <= 0x20 || *c == 0x7f) {
+      bad(opt_instance_id, "must be printable, without spaces");
+    }
+  }
+  static char served_by[160];
+  snprintf(served_by, sizeof served_by, "X-Served-By: %s\r\n", instance);
+  config.common_headers = served_by;
   uint64_t fd_limit = core::raise_fd_limit();
 
   core::event_loop loop;
   hello::app app{hello::health_model(threshold, hello::random_seed())};
+  app.chaos = chaos;
+  app.instance = instance;
+  app.start_ns = uv_hrtime();
+  uv_timeval64_t now{};
+  uv_gettimeofday(&now);
+  app.start_unix = static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_usec) / 1e6;
+  config.observer = hello::observe_request;
+  config.observer_ctx = &app;
   core::http_server server(loop.uv(), config, hello::handle_request, &app);
+  app.server = &server;
   hello_main m{&loop, &server, &app, drain_delay_ms};
+  uv_timer_init(loop.uv(), &m.die_timer);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&m.die_timer));
+  m.die_timer.data = &m;
+  app.on_die = on_die;
+  app.die_ctx = &m;
 
   core::log_event("START",
-                  "version=%s listen=%s:%d health_threshold=%g access_log=%s max_connections=%u "
-                  "fd_limit=%llu",
-                  STACK_VERSION, host, port, threshold, access_log ? "on" : "off",
-                  config.max_connections, static_cast<unsigned long long>(fd_limit));
+                  "version=%s instance=%s listen=%s:%d health_threshold=%g access_log=%s "
+                  "chaos=%s max_connections=%u fd_limit=%llu",
+                  STACK_VERSION, instance, host, port, threshold, access_log ? "on" : "off",
+                  chaos ? "on" : "off", config.max_connections,
+                  static_cast<unsigned long long>(fd_limit));
   if (int rc = server.listen(host, port); rc != 0) {
     core::log_event("ERROR", "listen addr=%s:%d error=%s", host, port, uv_err_name(rc));
-    server.drain(nullptr, nullptr);
+    start_drain(&m);
     loop.run();
     core::log_flush();
     fprintf(stderr, "hello: error: cannot listen on %s:%d: %s\n", host, port, uv_strerror(rc));
