@@ -1,0 +1,76 @@
+#!/bin/sh
+# nginx's entry point: render the config for the chosen balancing strategy and every replica
+# of the upstream, start nginx in the foreground, and follow replicas as they come and go
+# (re-resolve every NGINX_RESOLVE_INTERVAL seconds; on a change, re-render and reload
+# gracefully). nginx is exec'd last, so it is PID 1 and gets the stop signal itself.
+set -eu
+
+upstream_host=${NGINX_UPSTREAM_HOST:-hello}
+upstream_port=${NGINX_UPSTREAM_PORT:-8080}
+strategy=${NGINX_LB_STRATEGY:-round_robin}
+interval=${NGINX_RESOLVE_INTERVAL:-2}
+template=/etc/nginx/templates/default.conf.template
+conf=/etc/nginx/conf.d/default.conf
+
+case "$strategy" in
+  round_robin) directive="# round robin (nginx's default)" ;;
+  random) directive="random;" ;;
+  least_conn) directive="least_conn;" ;;
+  *)
+    echo "nginx-entrypoint: error: NGINX_LB_STRATEGY '$strategy': expected round_robin, random or least_conn" >&2
+    exit 2
+    ;;
+esac
+case "$interval" in
+  '' | *[!0-9]* | 0)
+    echo "nginx-entrypoint: error: NGINX_RESOLVE_INTERVAL '$interval': expected whole seconds >= 1" >&2
+    exit 2
+    ;;
+esac
+
+addresses() {
+  getent ahostsv4 "$upstream_host" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' '
+}
+
+render() {
+  servers=""
+  for a in $1; do
+    servers="${servers}server ${a}:${upstream_port} max_fails=2 fail_timeout=5s; "
+  done
+  sed -e "s|@STRATEGY@|${directive}|" -e "s|@SERVERS@|${servers}|" "$template" > "$conf.tmp"
+  mv "$conf.tmp" "$conf"
+}
+
+# Wait (bounded) for the first replica: compose starts nginx once hello is healthy, but a
+# name can take a moment to appear in Docker's DNS.
+tries=0
+current=$(addresses)
+while [ -z "$current" ]; do
+  tries=$((tries + 1))
+  if [ "$tries" -gt 60 ]; then
+    echo "nginx-entrypoint: error: '$upstream_host' does not resolve" >&2
+    exit 1
+  fi
+  sleep 0.5
+  current=$(addresses)
+done
+render "$current"
+echo "nginx-entrypoint: strategy=$strategy upstream=$upstream_host:$upstream_port replicas: $current"
+nginx -t -q
+
+# The watcher: a background loop that outlives the exec below (nginx becomes its parent).
+(
+  while sleep "$interval"; do
+    now=$(addresses)
+    if [ -n "$now" ] && [ "$now" != "$current" ]; then
+      render "$now"
+      if nginx -t -q 2>/dev/null; then
+        echo "nginx-entrypoint: replicas changed: $now; reloading"
+        nginx -s reload
+        current=$now
+      fi
+    fi
+  done
+) &
+
+exec nginx -g 'daemon off; worker_shutdown_timeout 5s;'
