@@ -820,6 +820,7 @@ int http_server::adopt(uv_os_sock_t fd) {
 void http_server::drain(void (*on_done)(void*), void* ctx) {
   if (draining_) return;
   draining_ = true;
+  bool was_listening = listening_;
   on_drained_ = on_done;
   drained_ctx_ = ctx;
   if (listening_) {
@@ -840,8 +841,10 @@ void http_server::drain(void (*on_done)(void*), void* ctx) {
       ++busy;
     }
   }
-  log_event("DRAIN", "start connections=%zu in_flight=%zu deadline_ms=%llu", conn_count_, busy,
-            static_cast<unsigned long long>(config_.drain_timeout_ms));
+  if (was_listening || conn_count_ > 0) {
+    log_event("DRAIN", "start connections=%zu in_flight=%zu deadline_ms=%llu", conn_count_, busy,
+              static_cast<unsigned long long>(config_.drain_timeout_ms));
+  }
   uv_timer_start(&deadline_, internals::on_deadline, config_.drain_timeout_ms, 0);
   internals::maybe_finish_drain(*this);
 }

@@ -171,11 +171,14 @@ size_t format_fields(log_format format, const log_field* fields, size_t count, c
     if (i > 0) b.put(" ");
     switch (f.type) {
       case log_field::kind::note: b.put(f.s); break;
-      case log_field::kind::word:
+      case log_field::kind::word: {
+        char escaped[512];
+        log_escape(f.s, escaped, sizeof escaped);
         b.put(f.key);
         b.put("=");
-        b.put(f.s);
+        b.put(escaped);
         break;
+      }
       case log_field::kind::text: {
         char escaped[512];
         log_escape(f.s, escaped, sizeof escaped);

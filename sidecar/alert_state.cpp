@@ -38,11 +38,15 @@ alert_step alert_state::on_result(outcome o, uint64_t now_ms) {
   ++run_failures_;
   oks_ = 0;
   step.consecutive = fails_;
+  health_state failed_state =
+      (o == outcome::unhealthy || o == outcome::slow) ? health_state::degraded : health_state::down;
   if (fails_ >= fail_after_) {
     step.alert = true;
     alerting_ = true;
-    state_ = (o == outcome::unhealthy || o == outcome::slow) ? health_state::degraded
-                                                             : health_state::down;
+    state_ = failed_state;
+  } else if (state_ == health_state::unknown) {
+    // Not confirmed enough to alert, but there is no good poll to stand on either.
+    state_ = failed_state;
   }
   return step;
 }

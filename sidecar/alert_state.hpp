@@ -4,9 +4,11 @@
 //   degraded  answers come, but /health says healthy:false, or the round trip is too slow
 //   down      no valid 200 answer (status, timeout, connect, dns, body)
 //
-// A failure alerts once `fail_after` polls in a row have failed (1 = every failure, as the
-// assignment asks), and every further failure alerts too, saying how many in a row. After an
-// alert, `recover_after` good polls in a row bring a single RECOVERED with the time it was bad.
+// Below the threshold a failure leaves a known state as it is (no flapping), but takes the
+// state out of "unknown" (before any poll). A failure alerts once `fail_after` polls in a row have
+// failed (1 = every failure, as the assignment asks), and every further failure alerts too, saying
+// how many in a row. After an alert, `recover_after` good polls in a row bring a single RECOVERED
+// with the time it was bad.
 #pragma once
 
 #include <cstdint>

@@ -297,6 +297,8 @@ int main(int argc, char** argv) {
   core::http_server_config server_config;
   server_config.access_log = false;  // scrapes every few seconds would drown the reports
   server_config.max_connections = 64;
+  // The sidecar promises to stop within a second; a stalled scrape must not hold it up.
+  server_config.drain_timeout_ms = 500;
   core::http_server metrics_server(loop.uv(), server_config, serve_metrics, &m);
   if (metrics_on) {
     if (int rc = metrics_server.listen(metrics_host, metrics_port); rc != 0) {

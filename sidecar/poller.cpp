@@ -170,9 +170,9 @@ struct poller::internals {
     health_reading reading;
     if (const char* err = parse_health(std::string_view(self->body_, self->body_len_), &reading)) {
       r.result = outcome::body;
-      char excerpt[48];
-      core::log_escape(std::string_view(self->body_, self->body_len_), excerpt, sizeof excerpt);
-      snprintf(r.detail, sizeof r.detail, "%s: %s", err, excerpt);
+      // The raw start of the body; the log line escapes it (once) for text or JSON.
+      int shown = static_cast<int>(self->body_len_ < 40 ? self->body_len_ : 40);
+      snprintf(r.detail, sizeof r.detail, "%s: %.*s", err, shown, self->body_);
       return;
     }
     r.has_latency = true;

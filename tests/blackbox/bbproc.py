@@ -3,6 +3,7 @@ background threads, wait (always with a timeout), signal, check for sanitizer
 reports. Used by conftest.py (fixtures) and the test modules.
 """
 
+import json
 import os
 import re
 import signal
@@ -39,10 +40,72 @@ def parse_fields(rest):
     return out
 
 
+TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+_JSON_HEAD = ["time", "service", "event"]
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    obj = {}
+    for k, v in pairs:
+        if k in obj:
+            raise DuplicateKey("duplicate key %r" % k)
+        obj[k] = v
+    return obj
+
+
+def _not_json(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def parse_json_line(raw):
+    """One JSON log line -> dict (keys in order), or None if it is not a valid one.
+
+    Valid: a single JSON object without duplicate keys whose first keys are
+    "time" (ISO-8601 UTC with milliseconds), "service" and "event" (strings).
+    NaN and Infinity (which Python would accept) are not JSON.
+    """
+    try:
+        obj = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_not_json)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or list(obj)[:3] != _JSON_HEAD:
+        return None
+    if not all(isinstance(obj[k], str) for k in _JSON_HEAD):
+        return None
+    if not TS_RE.match(obj["time"]) or not re.match(r"^[A-Z]+$", obj["event"]):
+        return None
+    return obj
+
+
 class LogLine:
-    def __init__(self, raw, t):
+    """One stdout line: `TS service EVENT fields` or, in JSON mode, one JSON object.
+
+    In JSON mode `obj` is the parsed object and `fields` holds its keys other
+    than time/service/event with their JSON types; a free-form event
+    ({"message": "k=v ..."} only) gets the message's k=v pairs as well.
+    """
+
+    def __init__(self, raw, t, json_mode=False):
         self.raw = raw
         self.t = t  # time.monotonic() when our reader saw it
+        self.json_mode = json_mode
+        self.obj = None
+        if json_mode:
+            obj = parse_json_line(raw)
+            self.ok = obj is not None
+            self.obj = obj
+            self.ts = obj["time"] if obj else None
+            self.service = obj["service"] if obj else None
+            self.event = obj["event"] if obj else None
+            self.rest = ""
+            self.fields = {k: v for k, v in obj.items() if k not in _JSON_HEAD} if obj else {}
+            if list(self.fields) == ["message"] and isinstance(self.fields["message"], str):
+                self.fields.update(parse_fields(self.fields["message"]))
+            return
         m = LOG_LINE_RE.match(raw)
         self.ok = m is not None
         self.ts = m.group("ts") if m else None
@@ -53,6 +116,13 @@ class LogLine:
 
     def __repr__(self):
         return "LogLine(%r)" % self.raw
+
+
+def _field_is(got, want):
+    """A wait_event filter: text fields compare as strings, JSON numbers as numbers."""
+    if isinstance(got, str):
+        return got == str(want)
+    return got == want
 
 
 _ALL_PROCS = []
@@ -69,9 +139,10 @@ def sanitizer_report(text):
 class Proc:
     """A child process whose stdout/stderr are read line by line in threads."""
 
-    def __init__(self, argv, env=None, name=None):
+    def __init__(self, argv, env=None, name=None, json_lines=False):
         self.argv = list(argv)
         self.name = name or os.path.basename(argv[0])
+        self.json_lines = json_lines  # stdout is JSON lines, not `TS service EVENT ...`
         full_env = dict(os.environ)
         # Make sure nothing from the caller's environment leaks in.
         for k in list(full_env):
@@ -107,7 +178,7 @@ class Proc:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 with self._cond:
                     if which == "out":
-                        self.out.append(LogLine(line, time.monotonic()))
+                        self.out.append(LogLine(line, time.monotonic(), self.json_lines))
                     else:
                         self.err.append(line)
                     self._cond.notify_all()
@@ -161,7 +232,7 @@ class Proc:
         def pred(l):
             if l.event != event:
                 return False
-            return all(l.fields.get(k) == str(v) for k, v in fields.items())
+            return all(_field_is(l.fields.get(k), v) for k, v in fields.items())
         return self.wait_for(pred, timeout, start, what="%s %r" % (event, fields))
 
     def index(self):
@@ -254,6 +325,19 @@ class Hello(Proc):
         return self
 
 
+def sidecar_log_format(args, env):
+    """The log format a sidecar started with these flags and env is expected to use."""
+    fmt = (env or {}).get("SIDECAR_LOG_FORMAT", "text")
+    args = list(args)
+    for i, a in enumerate(args):
+        if a == "--log-format" and i + 1 < len(args):
+            fmt = args[i + 1]
+        elif a.startswith("--log-format="):
+            fmt = a.split("=", 1)[1]
+    return fmt
+
+
 class Sidecar(Proc):
     def __init__(self, args=(), env=None):
-        super().__init__([SIDECAR_BIN] + list(args), env=env, name="sidecar")
+        super().__init__([SIDECAR_BIN] + list(args), env=env, name="sidecar",
+                         json_lines=sidecar_log_format(args, env) == "json")

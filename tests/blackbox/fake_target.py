@@ -12,6 +12,10 @@ Behaviours:
   body(raw, status=200)   exactly these body bytes (e.g. invalid JSON)
   hang()                  read the request, never answer (until stop())
   close_mid()             send the head and part of the body, then close
+  delays([a, b], latency) healthy answers, each held back a, b, ... seconds in turn
+
+Any Action can carry `delay` (seconds to wait before answering), so a script
+can make some answers slow on the wire.
 
 It is written from scratch on raw sockets so the bytes it sends are exactly
 the ones a test asks for.
@@ -24,14 +28,15 @@ import time
 
 
 class Action:
-    def __init__(self, kind, status=200, body=b"", latency=None):
+    def __init__(self, kind, status=200, body=b"", latency=None, delay=0.0):
         self.kind = kind          # "respond" | "hang" | "close_mid"
         self.status = status
         self.body = body if isinstance(body, bytes) else body.encode()
         self.latency = latency    # the latency value served, if any
+        self.delay = delay        # seconds between reading the request and answering
 
     def __repr__(self):
-        return "Action(%s, %d, %r)" % (self.kind, self.status, self.body[:60])
+        return "Action(%s, %d, %r, delay=%g)" % (self.kind, self.status, self.body[:60], self.delay)
 
 
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
@@ -82,8 +87,13 @@ class FakeTarget:
             self._cycle = cycle
             self._pos = 0
 
-    def set_healthy(self, latency=0.1):
-        self.set_script([Action("respond", 200, health_body(True, latency), latency)])
+    def set_healthy(self, latency=0.1, delay=0.0):
+        self.set_script([Action("respond", 200, health_body(True, latency), latency, delay)])
+
+    def set_delays(self, delays, latency=0.1):
+        """Healthy answers, held back by each of `delays` (seconds) in turn."""
+        self.set_script([Action("respond", 200, health_body(True, latency), latency, d)
+                         for d in delays])
 
     def set_latencies(self, values):
         self.set_script([Action("respond", 200, health_body(True, v), v) for v in values])
@@ -234,6 +244,8 @@ class FakeTarget:
                 with self._lock:
                     self.requests.append(Request(time.monotonic(), lines[0], headers, action, cid))
                     self._lock.notify_all()
+                if action.delay > 0 and self._stop.wait(action.delay):
+                    return
                 if action.kind == "hang":
                     # never answer; keep the connection open until stop()
                     while not self._stop.wait(0.1):

@@ -4,6 +4,7 @@ The sidecar polls a FakeTarget (fake_target.py) whose answers each test
 chooses; short durations keep the suite fast.
 """
 
+import math
 import re
 import signal
 import socket
@@ -20,15 +21,23 @@ INTERVAL = 0.2
 WINDOW = 1.0
 
 DUR_RE = re.compile(r"^(\d+)(ms|s|m)$")
+# window state samples failures [best worst avg] [rtt_p50 rtt_p95 rtt_p99 rtt_max] [no-samples note]
 REPORT_RE = re.compile(
-    r"^window=(?P<window>\S+) samples=(?P<samples>\d+) failures=(?P<failures>\d+) "
-    r"best=(?P<best>\d+\.\d{6})s worst=(?P<worst>\d+\.\d{6})s avg=(?P<avg>\d+\.\d{6})s$"
+    r"^window=(?P<window>\S+) state=(?P<state>[a-z]+) samples=(?P<samples>\d+) "
+    r"failures=(?P<failures>\d+)"
+    r"(?: best=(?P<best>\d+\.\d{6})s worst=(?P<worst>\d+\.\d{6})s avg=(?P<avg>\d+\.\d{6})s)?"
+    r"(?: rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
+    r" rtt_p99=(?P<rtt_p99>\d+\.\d{3})ms rtt_max=(?P<rtt_max>\d+\.\d{3})ms)?"
+    r"(?: no latency samples in the past (?P<past>\S+))?$"
 )
-REPORT_EMPTY_RE = re.compile(
-    r"^window=(?P<window>\S+) samples=0 failures=(?P<failures>\d+) "
-    r"no latency samples in the past (?P<past>\S+)$"
-)
-REASONS = {"status", "unhealthy", "timeout", "connect", "dns", "body"}
+REASONS = {"status", "unhealthy", "slow", "timeout", "connect", "dns", "body"}
+STATES = {"unknown", "healthy", "degraded", "down"}
+RTT_KEYS = ("rtt_p50", "rtt_p95", "rtt_p99", "rtt_max")
+START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
+              "recover_after", "ring"]
+ALERT_KEYS = ["reason", "target", "state", "consecutive", "detail"]
+RECOVERED_KEYS = ["target", "state", "after", "failures"]
+SECONDS3_RE = re.compile(r"^\d+\.\d{3}s$")
 
 
 def dur(text):
@@ -39,17 +48,68 @@ def dur(text):
     return n / 1000.0 if m.group(2) == "ms" else n * (60 if m.group(2) == "m" else 1)
 
 
+def _check_report(rep, raw):
+    """Invariants every REPORT keeps, whatever the format."""
+    assert rep["state"] in STATES, raw
+    if rep["samples"] > 0:
+        assert rep.get("best") is not None, "samples > 0 without best/worst/avg: " + raw
+        assert rep["best"] <= rep["avg"] <= rep["worst"], raw
+        assert rep.get("note") is None, "samples > 0 with the no-samples note: " + raw
+    else:
+        assert rep.get("best") is None, "samples=0 with best/worst/avg: " + raw
+        assert rep.get("note") == "no latency samples in the past %s" % rep["window_text"], raw
+    if rep["rtt"] is not None:
+        r = rep["rtt"]
+        assert 0 <= r["rtt_p50"] <= r["rtt_p95"] <= r["rtt_p99"] <= r["rtt_max"], \
+            "rtt percentiles out of order: " + raw
+
+
 def parse_report(line):
+    """A text REPORT -> {window, window_text, state, samples, failures, best, worst, avg,
+    rtt ({rtt_p50..rtt_max} in ms, or None), note}."""
     m = REPORT_RE.match(line.rest)
-    if m:
-        d = m.groupdict()
-        return {"window": dur(d["window"]), "samples": int(d["samples"]),
-                "failures": int(d["failures"]), "best": float(d["best"]),
-                "worst": float(d["worst"]), "avg": float(d["avg"])}
-    m = REPORT_EMPTY_RE.match(line.rest)
     assert m, "REPORT line not in contract form: %r" % line.raw
-    assert dur(m.group("past")) == dur(m.group("window")), line.raw
-    return {"window": dur(m.group("window")), "samples": 0, "failures": int(m.group("failures"))}
+    d = m.groupdict()
+    rep = {"window": dur(d["window"]), "window_text": d["window"], "state": d["state"],
+           "samples": int(d["samples"]), "failures": int(d["failures"]),
+           "best": None, "worst": None, "avg": None, "rtt": None, "note": None}
+    if d["best"] is not None:
+        rep.update(best=float(d["best"]), worst=float(d["worst"]), avg=float(d["avg"]))
+    if d["rtt_p50"] is not None:
+        rep["rtt"] = {k: float(d[k]) for k in RTT_KEYS}
+    if d["past"] is not None:
+        rep["note"] = "no latency samples in the past %s" % d["past"]
+    _check_report(rep, line.raw)
+    return rep
+
+
+def parse_recovered(line):
+    """A text RECOVERED -> (after seconds, failures)."""
+    assert list(line.fields) == RECOVERED_KEYS, line.raw
+    assert line.fields["state"] == "healthy", line.raw
+    assert SECONDS3_RE.match(line.fields["after"]), line.raw
+    assert line.fields["failures"].isdigit(), line.raw
+    return float(line.fields["after"][:-1]), int(line.fields["failures"])
+
+
+def check_alert(line, url=None):
+    """Field order and value shapes of a text ALERT; returns consecutive (int)."""
+    assert list(line.fields) == ALERT_KEYS, line.raw
+    f = line.fields
+    assert f["reason"] in REASONS, line.raw
+    assert f["state"] in ("degraded", "down"), line.raw
+    want_state = "degraded" if f["reason"] in ("unhealthy", "slow") else "down"
+    assert f["state"] == want_state, "reason=%s wants state=%s: %s" % (f["reason"], want_state,
+                                                                       line.raw)
+    assert f["consecutive"].isdigit() and int(f["consecutive"]) >= 1, line.raw
+    assert re.search(r' detail="(?:[^"\\]|\\.)+"$', line.raw), line.raw
+    if url is not None:
+        assert f["target"] == url, line.raw
+    return int(f["consecutive"])
+
+
+def alerts_and_recoveries(s):
+    return [l for l in s.lines() if l.event in ("ALERT", "RECOVERED")]
 
 
 def fits_served(rep, served, tol=1.5e-6):
@@ -63,6 +123,17 @@ def fits_served(rep, served, tol=1.5e-6):
     return False
 
 
+def nearest_rank(values, q):
+    """The smallest value with at least a fraction q of the values at or below it."""
+    v = sorted(values)
+    return v[max(0, math.ceil(q * len(v)) - 1)]
+
+
+def version_of(sidecar_bin):
+    p = run_to_completion([sidecar_bin, "--version"])
+    return p.lines()[0].raw.split()[-1]
+
+
 @pytest.fixture
 def closed_port():
     """A loopback port that is bound but not listening: connect -> refused."""
@@ -74,13 +145,19 @@ def closed_port():
 
 # ------------------------------------------------------------------ START and polling
 
-def test_start_line_echoes_configuration(start_sidecar, fake_target):
+def test_start_line_echoes_configuration(start_sidecar, fake_target, sidecar_bin):
     s = start_sidecar("--target", fake_target.url, *FAST)
     start = s.events("START")[0]
+    assert list(start.fields) == START_KEYS, start.raw
+    assert start.fields.get("version") == version_of(sidecar_bin), start.raw
     assert start.fields.get("target") == fake_target.url, start.raw
     assert dur(start.fields.get("interval")) == 0.2, start.raw
     assert dur(start.fields.get("window")) == 1.0, start.raw
     assert dur(start.fields.get("timeout")) == 0.1, start.raw
+    assert start.fields.get("fail_after") == "1", start.raw
+    assert start.fields.get("recover_after") == "1", start.raw
+    # the ring holds at least one window of polls (1s / 200ms)
+    assert start.fields.get("ring", "").isdigit() and int(start.fields["ring"]) >= 5, start.raw
     assert s.lines()[0].event == "START", s.dump()
 
 
@@ -98,12 +175,14 @@ def test_start_line_defaults(start_sidecar):
 
 
 def test_start_line_defaults_literal(start_sidecar):
-    """The contract prints the defaults as `interval=10s window=60s timeout=5s`."""
+    """The contract prints the defaults as `START version=0.1.0 target=http://hello:8080/health
+    interval=10s window=60s timeout=5s fail_after=1 recover_after=1 ring=N`."""
     s = start_sidecar()
     start = s.events("START")[0]
-    got = {k: start.fields.get(k) for k in ("target", "interval", "window", "timeout")}
-    assert got == {"target": "http://hello:8080/health", "interval": "10s",
-                   "window": "60s", "timeout": "5s"}, start.raw
+    assert re.search(r" START version=\S+ target=http://hello:8080/health interval=10s window=60s "
+                     r"timeout=5s fail_after=1 recover_after=1 ring=\d+$", start.raw), start.raw
+    assert start.fields["version"] == "0.1.0", start.raw
+    assert int(start.fields["ring"]) >= 6, start.raw
 
 
 @pytest.mark.parametrize("args,timeout", [
@@ -120,24 +199,37 @@ def test_default_timeout_is_min_5s_half_interval(start_sidecar, fake_target, arg
 
 def test_configuration_from_env(start_sidecar, fake_target):
     env = {"SIDECAR_TARGET": fake_target.url, "SIDECAR_INTERVAL": "200ms",
-           "SIDECAR_WINDOW": "1s", "SIDECAR_TIMEOUT": "100ms"}
+           "SIDECAR_WINDOW": "1s", "SIDECAR_TIMEOUT": "100ms", "SIDECAR_FAIL_AFTER": "3",
+           "SIDECAR_RECOVER_AFTER": "2", "SIDECAR_JITTER": "50ms", "SIDECAR_SLOW": "80ms",
+           "SIDECAR_LOG_FORMAT": "text"}
     s = start_sidecar(env=env)
     start = s.events("START")[0]
     assert start.fields.get("target") == fake_target.url
     assert (dur(start.fields["interval"]), dur(start.fields["window"]),
             dur(start.fields["timeout"])) == (0.2, 1.0, 0.1), start.raw
+    assert (start.fields["fail_after"], start.fields["recover_after"]) == ("3", "2"), start.raw
     fake_target.wait_requests(1, 1.0 * TF)
 
 
 def test_flag_beats_env(start_sidecar, fake_target):
     env = {"SIDECAR_TARGET": "http://127.0.0.1:1/nowhere", "SIDECAR_INTERVAL": "5s",
-           "SIDECAR_WINDOW": "1m", "SIDECAR_TIMEOUT": "2s"}
+           "SIDECAR_WINDOW": "1m", "SIDECAR_TIMEOUT": "2s", "SIDECAR_FAIL_AFTER": "5",
+           "SIDECAR_RECOVER_AFTER": "5", "SIDECAR_LOG_FORMAT": "json",
+           "SIDECAR_JITTER": "4s", "SIDECAR_SLOW": "bogus"}
+    # --log-format text beats the env's json: the helper expects text lines and
+    # fails the test (malformed lines) otherwise; a bad SIDECAR_SLOW is never read.
     s = start_sidecar("--target=" + fake_target.url, "--interval=200ms", "--window=1s",
-                      "--timeout=100ms", env=env)
+                      "--timeout=100ms", "--fail-after=2", "--recover-after", "3",
+                      "--log-format", "text", "--jitter=0ms", "--slow", "0ms", env=env)
     start = s.events("START")[0]
     assert start.fields.get("target") == fake_target.url, start.raw
     assert (dur(start.fields["interval"]), dur(start.fields["window"]),
             dur(start.fields["timeout"])) == (0.2, 1.0, 0.1), start.raw
+    assert (start.fields["fail_after"], start.fields["recover_after"]) == ("2", "3"), start.raw
+    # --jitter 0ms beats SIDECAR_JITTER=4s (which would be invalid with a 200ms interval anyway)
+    t_start = start.t
+    req = fake_target.wait_requests(1, 1.0 * TF)[0]
+    assert req.t - t_start < 0.15 * TF + 0.05, "first poll %.3fs after START" % (req.t - t_start)
 
 
 def test_first_poll_at_start_then_every_interval(start_sidecar, fake_target):
@@ -179,6 +271,8 @@ def test_report_matches_served_latencies(start_sidecar, fake_target):
     served = [r.latency for r in fake_target.snapshot()]
     for rep in reports:
         assert rep["window"] == WINDOW
+        assert rep["state"] == "healthy", rep
+        assert rep["rtt"] is not None, rep
         assert rep["failures"] == 0, rep
         assert 3 <= rep["samples"] <= 7, rep
         for k in ("best", "worst"):
@@ -193,8 +287,9 @@ def test_report_constant_latency_exact(start_sidecar, fake_target):
     fake_target.set_healthy(0.123456)
     s = start_sidecar("--target", fake_target.url, *FAST)
     line = s.wait_event("REPORT", timeout=2.0 * TF)
-    assert re.search(r" REPORT window=1s samples=\d+ failures=0 best=0\.123456s worst=0\.123456s "
-                     r"avg=0\.123456s$", line.raw), line.raw
+    assert re.search(r" REPORT window=1s state=healthy samples=\d+ failures=0 best=0\.123456s "
+                     r"worst=0\.123456s avg=0\.123456s rtt_p50=\d+\.\d{3}ms rtt_p95=\d+\.\d{3}ms "
+                     r"rtt_p99=\d+\.\d{3}ms rtt_max=\d+\.\d{3}ms$", line.raw), line.raw
 
 
 def test_report_six_decimals(start_sidecar, fake_target):
@@ -214,12 +309,21 @@ def test_report_every_window(start_sidecar, fake_target):
     assert 0.8 < r2.t - r1.t < 1.0 + 0.3 * TF, "REPORTs %.2fs apart" % (r2.t - r1.t)
 
 
-def test_report_without_samples(start_sidecar, fake_target):
-    fake_target.set_status(503)
+RTT_TEXT = r"rtt_p50=\d+\.\d{3}ms rtt_p95=\d+\.\d{3}ms rtt_p99=\d+\.\d{3}ms rtt_max=\d+\.\d{3}ms "
+
+
+@pytest.mark.parametrize("case", ["status", "body", "timeout"])
+def test_report_without_samples(start_sidecar, fake_target, case):
+    """No latency in the window: the note instead of best/worst/avg; the rtt_* fields
+    only if some poll got an HTTP answer (a 503 or an invalid 200 did, a timeout did not)."""
+    {"status": lambda: fake_target.set_status(503),
+     "body": lambda: fake_target.set_body(b"not json"),
+     "timeout": fake_target.set_hang}[case]()
     s = start_sidecar("--target", fake_target.url, *FAST)
     line = s.wait_event("REPORT", timeout=2.0 * TF)
-    assert re.search(r" REPORT window=1s samples=0 failures=\d+ no latency samples in the past 1s$",
-                     line.raw), line.raw
+    rtt = "" if case == "timeout" else RTT_TEXT
+    assert re.search(r" REPORT window=1s state=down samples=0 failures=\d+ " + rtt +
+                     r"no latency samples in the past 1s$", line.raw), line.raw
     rep = parse_report(line)
     assert 3 <= rep["failures"] <= 7, line.raw
 
@@ -238,8 +342,24 @@ def test_report_mixed_success_and_failure(start_sidecar, fake_target):
     assert 4 <= rep["samples"] + rep["failures"] <= 7, line.raw
     assert abs(rep["samples"] - rep["failures"]) <= 1, line.raw  # they alternate
     assert rep["best"] in (0.2, 0.4) and rep["worst"] in (0.2, 0.4), line.raw
-    alerts = [l for l in s.lines()[:s.lines().index(line)] if l.event == "ALERT"]
+    assert rep["rtt"] is not None, line.raw  # every poll got an HTTP answer
+    before = s.lines()[:s.lines().index(line)]
+    alerts = [l for l in before if l.event == "ALERT"]
     assert {a.fields.get("reason") for a in alerts} == {"status", "body"}, s.dump()
+    assert all(check_alert(a, fake_target.url) == 1 for a in alerts), s.dump()
+    # every failure is a bad run of one, ended by the next (good) poll
+    events = [l for l in before if l.event in ("ALERT", "RECOVERED")]
+    assert [l.event for l in events[:2]] == ["ALERT", "RECOVERED"], s.dump()
+    for a, b in zip(events, events[1:]):
+        assert a.event != b.event, "ALERT and RECOVERED should alternate\n" + s.dump()
+    for r in (l for l in events if l.event == "RECOVERED"):
+        after, failures = parse_recovered(r)
+        assert failures == 1, r.raw
+        assert INTERVAL - 0.05 * TF <= after <= INTERVAL + 0.05 * TF, r.raw
+    # the state in the REPORT is the one the last ALERT / RECOVERED announced
+    want = events[-1].fields["state"]
+    assert rep["state"] == want, "REPORT state=%s after %s\n%s" % (rep["state"], events[-1].raw,
+                                                                   s.dump())
 
 
 def test_report_window_forgets_old_samples(start_sidecar, fake_target):
@@ -253,6 +373,7 @@ def test_report_window_forgets_old_samples(start_sidecar, fake_target):
     r3 = s.wait_event("REPORT", timeout=2.0 * TF, start=s.lines().index(r2) + 1)
     rep3 = parse_report(r3)
     assert rep3["samples"] == 0 and rep3["failures"] >= 3, r3.raw
+    assert rep3["state"] == "down" and rep3["rtt"] is not None, r3.raw
 
 
 # ------------------------------------------------------------------ ALERT
@@ -284,6 +405,8 @@ def test_alert_per_failure_kind(start_sidecar, fake_target, case):
     assert alert.fields.get("reason") == reason, alert.raw
     assert alert.fields.get("target") == fake_target.url, alert.raw
     assert re.search(r' detail="(?:[^"\\]|\\.)+"$', alert.raw), alert.raw
+    assert check_alert(alert, fake_target.url) == 1, alert.raw
+    assert alert.fields["state"] == ("degraded" if reason == "unhealthy" else "down"), alert.raw
     first_req = fake_target.snapshot()[0]
     budget = (0.1 if reason == "timeout" else 0.0) + 0.25 * TF
     assert alert.t - first_req.t < budget, \
@@ -297,7 +420,11 @@ def test_alert_per_failure_kind(start_sidecar, fake_target, case):
         len(alerts), polls, s.dump())
     assert 4 <= polls <= 8, polls
     assert all(a.fields.get("reason") == reason for a in alerts), s.dump()
+    # K counts the failures in a row: 1, 2, 3, ...
+    assert [check_alert(a, fake_target.url) for a in alerts] == list(range(1, len(alerts) + 1)), \
+        s.dump()
     assert not s.events("REPORT"), s.dump()
+    assert not s.events("RECOVERED"), s.dump()
 
 
 def test_alert_connect(start_sidecar, closed_port):
@@ -310,8 +437,9 @@ def test_alert_connect(start_sidecar, closed_port):
     assert re.search(r' detail="(?:[^"\\]|\\.)+"$', alert.raw), alert.raw
     assert alert.t - t0 < 0.25 * TF, "first ALERT %.3fs after START" % (alert.t - t0)
     time.sleep(0.9)
-    n = len(s.events("ALERT"))
-    assert 4 <= n <= 8, s.dump()
+    alerts = s.events("ALERT")
+    assert 4 <= len(alerts) <= 8, s.dump()
+    assert [check_alert(a, url) for a in alerts] == list(range(1, len(alerts) + 1)), s.dump()
 
 
 def _resolver_fails_fast(name):
@@ -351,18 +479,25 @@ def test_alert_stops_when_target_recovers(start_sidecar, fake_target):
     fake_target.set_healthy(0.1)
     n = fake_target.request_count()
     fake_target.wait_requests(n + 1, 1.0 * TF)
-    time.sleep(0.1)
+    s.wait_event("RECOVERED", timeout=1.0 * TF)
     k = len(s.events("ALERT"))
     time.sleep(0.6)
     assert len(s.events("ALERT")) == k, s.dump()
+    rec = s.events("RECOVERED")
+    assert len(rec) == 1, s.dump()
+    _, failures = parse_recovered(rec[0])
+    assert failures == k, "RECOVERED failures=%d after %d ALERTs\n%s" % (failures, k, s.dump())
+    assert alerts_and_recoveries(s)[-1].event == "RECOVERED", s.dump()
 
 
 def test_slow_but_in_time_answer_is_no_alert(start_sidecar, fake_target):
-    """A target answering within the timeout is fine (the fake answers at once)."""
-    fake_target.set_healthy(0.5)
+    """A target answering within the timeout is fine: a high reported latency and a
+    60 ms round trip alert nobody while --slow is off (the default)."""
+    fake_target.set_healthy(0.5, delay=0.06)
     s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "10s",
                       "--timeout", "150ms")
     fake_target.wait_requests(4, 2.0 * TF)
+    time.sleep(0.1)
     assert not s.events("ALERT"), s.dump()
 
 
@@ -390,6 +525,42 @@ def test_slow_but_in_time_answer_is_no_alert(start_sidecar, fake_target):
     ([], {"SIDECAR_INTERVAL": "5x"}),
     ([], {"SIDECAR_TARGET": "notaurl"}),
     ([], {"SIDECAR_WINDOW": "5s"}),                      # < default interval 10s
+    # --fail-after / --recover-after: a whole number from 1
+    (["--fail-after", "0"], None),
+    (["--fail-after", "-1"], None),
+    (["--fail-after", "1.5"], None),
+    (["--fail-after", "three"], None),
+    (["--fail-after", ""], None),
+    (["--fail-after", "3x"], None),
+    (["--fail-after"], None),
+    (["--recover-after", "0"], None),
+    (["--recover-after", "x"], None),
+    (["--recover-after", "-2"], None),
+    ([], {"SIDECAR_FAIL_AFTER": "0"}),
+    ([], {"SIDECAR_RECOVER_AFTER": "zero"}),
+    # --slow: a DURATION
+    (["--slow", "5x"], None),
+    (["--slow", "20"], None),
+    (["--slow", "-5ms"], None),
+    (["--slow", "1.5s"], None),
+    ([], {"SIDECAR_SLOW": "fast"}),
+    # --log-format: text or json
+    (["--log-format", "xml"], None),
+    (["--log-format", ""], None),
+    (["--log-format", "jsonl"], None),
+    (["--log-format"], None),
+    ([], {"SIDECAR_LOG_FORMAT": "xml"}),
+    (["--log-format", "json", "--fail-after", "0"], None),
+    # --jitter: a DURATION below the interval
+    (["--interval", "200ms", "--jitter", "200ms"], None),
+    (["--interval", "200ms", "--jitter", "1s"], None),
+    (["--jitter", "10s"], None),                         # == default interval 10s
+    (["--jitter", "5x"], None),
+    (["--jitter", "100"], None),
+    (["--jitter", "-1ms"], None),
+    ([], {"SIDECAR_JITTER": "10s"}),
+    ([], {"SIDECAR_JITTER": "soon"}),
+    (["--interval", "1s"], {"SIDECAR_JITTER": "2s"}),
 ])
 def test_bad_configuration_exits_2(sidecar_bin, args, env):
     p = run_to_completion([sidecar_bin] + args, env=env)
@@ -406,8 +577,11 @@ def test_help(sidecar_bin):
     p = run_to_completion([sidecar_bin, "--help"])
     assert p.p.returncode == 0, p.dump()
     text = "\n".join(l.raw for l in p.lines())
-    for word in ("--target", "--interval", "--window", "--timeout",
+    for word in ("--target", "--interval", "--window", "--timeout", "--jitter", "--fail-after",
+                 "--recover-after", "--slow", "--log-format",
                  "SIDECAR_TARGET", "SIDECAR_INTERVAL", "SIDECAR_WINDOW", "SIDECAR_TIMEOUT",
+                 "SIDECAR_JITTER", "SIDECAR_FAIL_AFTER", "SIDECAR_RECOVER_AFTER", "SIDECAR_SLOW",
+                 "SIDECAR_LOG_FORMAT", "text|json",
                  "http://hello:8080/health", "10s", "60s"):
         assert word in text, "%r missing from --help output\n%s" % (word, p.dump())
     assert sanitizer_report(p.stderr_text()) is None, p.dump()
@@ -473,4 +647,377 @@ def test_all_output_lines_well_formed(start_sidecar, fake_target):
     s.assert_clean_exit(signal.SIGTERM)
     events = [l.event for l in s.lines()]
     assert events[0] == "START" and events[-1] == "EXIT", events
-    assert set(events) <= {"START", "ALERT", "REPORT", "SIGNAL", "EXIT"}, events
+    # LISTEN (the metrics listener's address) and DRAIN (its shutdown) come from the
+    # /metrics endpoint, on by default
+    assert set(events) <= {"START", "LISTEN", "ALERT", "RECOVERED", "REPORT", "SIGNAL", "DRAIN",
+                           "EXIT"}, events
+    assert {"ALERT", "RECOVERED", "REPORT"} <= set(events), events
+    for l in s.lines():
+        if l.event == "REPORT":
+            parse_report(l)
+        elif l.event == "ALERT":
+            check_alert(l, fake_target.url)
+        elif l.event == "RECOVERED":
+            parse_recovered(l)
+
+
+# ------------------------------------------------------------------ valid new options
+
+@pytest.mark.parametrize("args", [
+    ("--jitter", "0s"),
+    ("--jitter", "199ms", "--interval", "200ms", "--window", "1s"),
+    ("--jitter", "9s"),                                  # < default interval 10s
+    ("--fail-after", "1", "--recover-after", "1"),
+    ("--fail-after", "10", "--recover-after", "7"),
+    ("--slow", "0ms"),
+    ("--slow", "1s"),
+    ("--log-format", "text"),
+    ("--log-format=json",),
+])
+def test_new_options_accepted(start_sidecar, args):
+    """Valid values start normally (START seen; teardown checks a clean exit)."""
+    s = start_sidecar("--target", "http://127.0.0.1:1/health", *args)
+    start = s.events("START")[0]
+    if "--fail-after" in args:
+        want = (args[args.index("--fail-after") + 1], args[args.index("--recover-after") + 1])
+        assert (start.fields["fail_after"], start.fields["recover_after"]) == want, start.raw
+
+
+# ------------------------------------------------------------------ JSON log format
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+REPORT_JSON_KEYS = ["window", "state", "samples", "failures"]
+REPORT_JSON_LATENCY = ["best_s", "worst_s", "avg_s"]
+REPORT_JSON_RTT = ["rtt_p50_ms", "rtt_p95_ms", "rtt_p99_ms", "rtt_max_ms"]
+
+
+def check_json_event(line):
+    """Schema of one JSON line by event; returns the REPORT as parse_report's dict, else None."""
+    obj = line.obj
+    assert obj is not None, "not a JSON log line: %r" % line.raw
+    assert obj["service"] == "sidecar", line.raw
+    ev, keys = obj["event"], list(obj)[3:]
+    if ev == "START":
+        assert keys == START_KEYS, line.raw
+        assert all(isinstance(obj[k], str) for k in ("version", "target")), line.raw
+        for k in ("interval", "window", "timeout"):
+            assert isinstance(obj[k], str) and DUR_RE.match(obj[k]), line.raw
+        assert all(is_int(obj[k]) and obj[k] >= 1 for k in ("fail_after", "recover_after", "ring")), \
+            line.raw
+    elif ev == "ALERT":
+        assert keys == ALERT_KEYS, line.raw
+        assert obj["reason"] in REASONS and isinstance(obj["target"], str), line.raw
+        want_state = "degraded" if obj["reason"] in ("unhealthy", "slow") else "down"
+        assert obj["state"] == want_state, line.raw
+        assert is_int(obj["consecutive"]) and obj["consecutive"] >= 1, line.raw
+        assert isinstance(obj["detail"], str) and obj["detail"], line.raw
+    elif ev == "RECOVERED":
+        assert keys == ["target", "state", "after_s", "failures"], line.raw
+        assert obj["state"] == "healthy", line.raw
+        assert is_num(obj["after_s"]) and obj["after_s"] >= 0, line.raw
+        assert is_int(obj["failures"]) and obj["failures"] >= 1, line.raw
+    elif ev == "REPORT":
+        want = list(REPORT_JSON_KEYS)
+        if is_int(obj.get("samples")) and obj["samples"] > 0:
+            want += REPORT_JSON_LATENCY
+        if "rtt_p50_ms" in obj:
+            want += REPORT_JSON_RTT
+        if obj.get("samples") == 0:
+            want += ["note"]
+        assert keys == want, "REPORT keys %r, want %r: %s" % (keys, want, line.raw)
+        assert isinstance(obj["window"], str) and DUR_RE.match(obj["window"]), line.raw
+        assert is_int(obj["samples"]) and is_int(obj["failures"]), line.raw
+        assert all(is_num(obj[k]) for k in keys if k.endswith("_s") or k.endswith("_ms")), line.raw
+        rep = {"window": dur(obj["window"]), "window_text": obj["window"], "state": obj["state"],
+               "samples": obj["samples"], "failures": obj["failures"],
+               "best": obj.get("best_s"), "worst": obj.get("worst_s"), "avg": obj.get("avg_s"),
+               "rtt": None, "note": obj.get("note")}
+        if "rtt_p50_ms" in obj:
+            rep["rtt"] = {k: obj[k + "_ms"] for k in RTT_KEYS}
+        _check_report(rep, line.raw)
+        return rep
+    else:
+        # SIGNAL, EXIT and any other free-form event: {"time","service","event","message"}
+        assert keys == ["message"] and isinstance(obj["message"], str), line.raw
+    return None
+
+
+def test_json_format_every_line(start_sidecar, fake_target, sidecar_bin):
+    ok = Action("respond", 200, health_body(True, 0.25), 0.25)
+    bad = Action("respond", 503, b'{"error":"x"}')
+    fake_target.set_script([ok, bad, bad, ok], cycle=False)
+    s = start_sidecar("--target", fake_target.url, *FAST, "--log-format", "json")
+    s.wait_event("REPORT", timeout=2.0 * TF)
+    s.assert_clean_exit(signal.SIGINT)  # every line a JSON object with time/service/event
+
+    lines = s.lines()
+    events = [l.event for l in lines]
+    assert events[0] == "START" and events[-1] == "EXIT", s.dump()
+    assert {"START", "ALERT", "RECOVERED", "REPORT", "SIGNAL", "EXIT"} <= set(events), s.dump()
+    reports = [check_json_event(l) for l in lines]
+
+    start = lines[0].obj
+    assert (start["version"], start["target"]) == (version_of(sidecar_bin), fake_target.url), start
+    assert (start["interval"], start["window"], start["timeout"]) == ("200ms", "1s", "100ms"), start
+    assert (start["fail_after"], start["recover_after"]) == (1, 1), start
+
+    alerts = [l.obj for l in lines if l.event == "ALERT"]
+    assert [(a["reason"], a["state"], a["consecutive"]) for a in alerts] == \
+        [("status", "down", 1), ("status", "down", 2)], s.dump()
+    assert all(a["target"] == fake_target.url for a in alerts), s.dump()
+    rec = [l.obj for l in lines if l.event == "RECOVERED"]
+    assert len(rec) == 1 and rec[0]["failures"] == 2, s.dump()
+    assert 2 * INTERVAL - 0.05 * TF <= rec[0]["after_s"] <= 2 * INTERVAL + 0.05 * TF, rec[0]
+
+    rep = next(r for r in reports if r is not None)
+    assert rep["state"] == "healthy" and rep["failures"] == 2, s.dump()
+    assert rep["best"] == rep["worst"] == rep["avg"] == 0.25, s.dump()
+    assert rep["rtt"] is not None, s.dump()
+
+    sig = [l.obj for l in lines if l.event == "SIGNAL"]
+    assert len(sig) == 1 and sig[0]["message"] == "name=SIGINT action=stop", s.dump()
+    assert lines[-1].obj["message"] == "code=0", s.dump()
+
+
+def test_json_from_env_report_without_samples(start_sidecar, fake_target):
+    """SIDECAR_LOG_FORMAT=json; a REPORT without samples carries the sentence as "note"."""
+    fake_target.set_status(503)
+    s = start_sidecar("--target", fake_target.url, "--interval", "100ms", "--window", "500ms",
+                      env={"SIDECAR_LOG_FORMAT": "json"})
+    line = s.wait_event("REPORT", timeout=1.0 + 1.0 * TF)
+    rep = check_json_event(line)
+    assert rep["samples"] == 0 and rep["state"] == "down" and rep["rtt"] is not None, line.raw
+    assert rep["failures"] >= 3, line.raw
+    assert line.obj["note"] == "no latency samples in the past 500ms", line.raw
+    assert not any(k in line.obj for k in ("best_s", "best", "worst", "avg")), line.raw
+    s.assert_clean_exit(signal.SIGTERM)
+    for l in s.lines():
+        check_json_event(l)
+    sig = [l.obj for l in s.lines() if l.event == "SIGNAL"]
+    assert [o["message"] for o in sig] == ["name=SIGTERM action=stop"], s.dump()
+
+
+def test_json_escapes_detail(start_sidecar, fake_target):
+    """An invalid body with quotes, backslashes and control bytes still gives valid JSON."""
+    fake_target.set_body(b'{"a\\"b":"\x01\x7f\xff\\\\')
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "10s",
+                      "--timeout", "100ms", "--log-format", "json")
+    line = s.wait_event("ALERT", timeout=1.0 * TF)
+    check_json_event(line)
+    assert line.obj["reason"] == "body", line.raw
+
+
+# ------------------------------------------------------------------ RECOVERED and thresholds
+
+def _ok(latency=0.1):
+    return Action("respond", 200, health_body(True, latency), latency)
+
+
+def _bad():
+    return Action("respond", 503, b'{"error":"x"}')
+
+
+FASTER = ("--interval", "100ms", "--timeout", "50ms")
+FASTER_INTERVAL = 0.1
+
+
+def _summary(s):
+    """[(event, consecutive-or-failures)] for the ALERT and RECOVERED lines so far."""
+    out = []
+    for l in alerts_and_recoveries(s):
+        if l.event == "ALERT":
+            out.append(("ALERT", check_alert(l)))
+        else:
+            out.append(("RECOVERED", parse_recovered(l)[1]))
+    return out
+
+
+def test_recovered_after_outage(start_sidecar, fake_target):
+    """503 for three polls then healthy: one RECOVERED failures=3 with the outage's length;
+    a later bad run (healthy:false) gets its own RECOVERED."""
+    unhealthy = Action("respond", 200, health_body(False, 0.9), 0.9)
+    fake_target.set_script([_ok(), _ok(), _bad(), _bad(), _bad(), _ok(), _ok(), unhealthy, _ok()],
+                           cycle=False)
+    s = start_sidecar("--target", fake_target.url, *FASTER, "--window", "10s")
+    r1 = s.wait_event("RECOVERED", timeout=0.6 + 1.0 * TF)
+    s.wait_event("RECOVERED", timeout=1.0 * TF, start=s.lines().index(r1) + 1)
+    time.sleep(0.3)  # healthy from now on: nothing more
+    reqs = fake_target.snapshot()
+    assert _summary(s) == [("ALERT", 1), ("ALERT", 2), ("ALERT", 3), ("RECOVERED", 3),
+                           ("ALERT", 1), ("RECOVERED", 1)], s.dump()
+    alerts = s.events("ALERT")
+    assert [(a.fields["reason"], a.fields["state"]) for a in alerts] == \
+        [("status", "down")] * 3 + [("unhealthy", "degraded")], s.dump()
+    rec = s.events("RECOVERED")
+    assert all(r.fields["target"] == fake_target.url for r in rec), s.dump()
+    assert rec[0].t >= reqs[5].t, "RECOVERED before the first good poll\n" + s.dump()
+    # after: from the first failed poll to the recovering one (3 intervals here)
+    after1, _ = parse_recovered(rec[0])
+    assert after1 == pytest.approx(reqs[5].t - reqs[2].t, abs=0.05 * TF), (after1, s.dump())
+    assert 3 * FASTER_INTERVAL - 0.03 <= after1 <= 3 * FASTER_INTERVAL + 0.1 * TF, s.dump()
+    after2, _ = parse_recovered(rec[1])
+    assert after2 == pytest.approx(reqs[8].t - reqs[7].t, abs=0.05 * TF), (after2, s.dump())
+
+
+def test_fail_after_3(start_sidecar, fake_target):
+    """Two failures then a success: no ALERT, no RECOVERED. Four in a row: ALERTs with
+    consecutive=3 and 4, then RECOVERED failures=4. The REPORT counts all six failures."""
+    fake_target.set_script([_ok(), _bad(), _bad(), _ok(), _bad(), _bad(), _bad(), _bad(), _ok()],
+                           cycle=False)
+    s = start_sidecar("--target", fake_target.url, *FASTER, "--window", "1s", "--fail-after", "3")
+    assert s.events("START")[0].fields["fail_after"] == "3", s.dump()
+    line = s.wait_event("REPORT", timeout=1.0 + 1.0 * TF)
+    reqs = fake_target.snapshot()
+    assert _summary(s) == [("ALERT", 3), ("ALERT", 4), ("RECOVERED", 4)], s.dump()
+    first_alert = s.events("ALERT")[0]
+    assert first_alert.t >= reqs[6].t, "ALERT before the third failure in a row\n" + s.dump()
+    after, _ = parse_recovered(s.events("RECOVERED")[0])
+    assert after == pytest.approx(reqs[8].t - reqs[4].t, abs=0.05 * TF), (after, s.dump())
+    rep = parse_report(line)
+    # polls 1-7 (t = 0.1 .. 0.7 s) are well inside the 1 s window; 6 of them failed
+    assert rep["failures"] == 6, line.raw
+    assert 3 <= rep["samples"] <= 5, line.raw
+    assert rep["state"] == "healthy", line.raw
+
+
+def test_recover_after_2(start_sidecar, fake_target):
+    """With --recover-after 2 one good poll between failures does not recover; the bad run
+    goes on (failures=2, after from its first failure) until two good polls in a row."""
+    fake_target.set_script([_bad(), _ok(), _bad(), _ok(), _ok()], cycle=False)
+    s = start_sidecar("--target", fake_target.url, *FASTER, "--window", "10s",
+                      "--recover-after", "2")
+    assert s.events("START")[0].fields["recover_after"] == "2", s.dump()
+    rec = s.wait_event("RECOVERED", timeout=0.5 + 1.0 * TF)
+    time.sleep(0.3)
+    reqs = fake_target.snapshot()
+    assert _summary(s) == [("ALERT", 1), ("ALERT", 1), ("RECOVERED", 2)], s.dump()
+    assert rec.t >= reqs[4].t, "RECOVERED before the second good poll in a row\n" + s.dump()
+    after, _ = parse_recovered(rec)
+    assert after == pytest.approx(reqs[4].t - reqs[0].t, abs=0.05 * TF), (after, s.dump())
+
+
+# ------------------------------------------------------------------ --slow
+
+def test_slow_answer_is_degraded(start_sidecar, fake_target):
+    fake_target.set_healthy(0.1, delay=0.04)
+    s = start_sidecar("--target", fake_target.url, "--interval", "100ms", "--window", "500ms",
+                      "--timeout", "80ms", "--slow", "15ms")
+    alert = s.wait_event("ALERT", timeout=1.0 * TF)
+    assert check_alert(alert, fake_target.url) == 1, alert.raw
+    assert (alert.fields["reason"], alert.fields["state"]) == ("slow", "degraded"), alert.raw
+    line = s.wait_event("REPORT", timeout=0.5 + 1.0 * TF)
+    rep = parse_report(line)
+    assert rep["state"] == "degraded", line.raw
+    # a slow answer still carries its latency, and is a failure
+    assert rep["samples"] >= 3 and rep["failures"] == rep["samples"], line.raw
+    assert rep["best"] == rep["worst"] == 0.1, line.raw
+    assert rep["rtt"]["rtt_p50"] >= 39.0, line.raw
+    n_alerts = len(s.events("ALERT"))
+    assert all(a.fields["reason"] == "slow" for a in s.events("ALERT")), s.dump()
+    fake_target.set_healthy(0.1)
+    rec = s.wait_event("RECOVERED", timeout=1.0 * TF)
+    _, failures = parse_recovered(rec)
+    assert failures >= n_alerts, s.dump()
+    assert failures == len([l for l in s.lines()[:s.lines().index(rec)] if l.event == "ALERT"]), \
+        s.dump()
+
+
+def test_slow_fast_answer_is_no_alert(start_sidecar, fake_target):
+    fake_target.set_healthy(0.1)
+    s = start_sidecar("--target", fake_target.url, "--interval", "100ms", "--window", "500ms",
+                      "--timeout", "80ms", "--slow", "50ms")
+    line = s.wait_event("REPORT", timeout=0.5 + 1.0 * TF)
+    rep = parse_report(line)
+    assert not s.events("ALERT"), s.dump()
+    assert rep["state"] == "healthy" and rep["failures"] == 0 and rep["samples"] >= 3, line.raw
+
+
+@pytest.mark.parametrize("case,reason", [("unhealthy", "unhealthy"), ("status", "status")])
+def test_slow_judges_only_healthy_answers(start_sidecar, fake_target, case, reason):
+    """A slow answer that already fails for another reason alerts with that reason."""
+    if case == "unhealthy":
+        fake_target.set_script([Action("respond", 200, health_body(False, 0.9), 0.9, delay=0.06)])
+    else:
+        fake_target.set_script([Action("respond", 503, b"{}", delay=0.06)])
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "10s",
+                      "--timeout", "150ms", "--slow", "20ms")
+    alert = s.wait_event("ALERT", timeout=1.0 * TF)
+    check_alert(alert, fake_target.url)
+    assert alert.fields["reason"] == reason, alert.raw
+
+
+# ------------------------------------------------------------------ state= and rtt_* in REPORT
+
+def test_report_state_follows_target(start_sidecar, fake_target):
+    """down during an outage, degraded while /health says healthy:false, healthy after."""
+    fake_target.set_status(503)
+    s = start_sidecar("--target", fake_target.url, *FASTER, "--window", "300ms")
+    states = []
+    n = 0
+    for then in (lambda: fake_target.set_unhealthy(0.9), lambda: fake_target.set_healthy(0.1),
+                 None):
+        line = s.wait_event("REPORT", timeout=0.3 + 1.0 * TF, start=n)
+        n = s.lines().index(line) + 1
+        states.append(parse_report(line)["state"])
+        if then:
+            then()
+    assert states == ["down", "degraded", "healthy"], s.dump()
+    assert len(s.events("RECOVERED")) == 1, s.dump()
+
+
+def _fits_rtt(rep, delays, below=0.001, above=0.03):
+    """Is there a run of `samples` consecutive served delays whose nearest-rank p50/p95/p99/max
+    match the reported round trips (each one's delay + a little transport)?"""
+    n = rep["samples"]
+    qs = {"rtt_p50": 0.50, "rtt_p95": 0.95, "rtt_p99": 0.99, "rtt_max": 1.0}
+    for i in range(0, len(delays) - n + 1):
+        run = delays[i:i + n]
+        if all(-below <= rep["rtt"][k] / 1e3 - nearest_rank(run, q) <= above for k, q in qs.items()):
+            return True
+    return False
+
+
+def test_report_rtt_percentiles(start_sidecar, fake_target):
+    """rtt_* are nearest-rank percentiles of the measured round trips in the window: with
+    answers held back 10/50/90 ms in turn they follow those delays."""
+    fake_target.set_delays([0.01, 0.05, 0.09], latency=0.1)
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s",
+                      "--timeout", "150ms")
+    line = s.wait_event("REPORT", timeout=1.0 + 1.0 * TF)
+    delays = [r.action.delay for r in fake_target.snapshot()]
+    rep = parse_report(line)  # checks p50 <= p95 <= p99 <= max
+    assert rep["rtt"] is not None and rep["failures"] == 0, line.raw
+    assert 3 <= rep["samples"] <= 7, line.raw
+    # nearest rank of fewer than 20 values: p95 and p99 are the largest
+    assert rep["rtt"]["rtt_p95"] == rep["rtt"]["rtt_p99"] == rep["rtt"]["rtt_max"], line.raw
+    assert 90.0 <= rep["rtt"]["rtt_max"] < 150.0, line.raw
+    assert _fits_rtt(rep, delays), "REPORT %s does not fit served delays %r" % (line.raw, delays)
+
+
+# ------------------------------------------------------------------ --jitter
+
+def test_jitter_delays_the_first_poll(start_sidecar, fake_target):
+    """--jitter 150ms at a 200ms interval: the first poll comes within ~0..150 ms of START
+    (not always at once), and the schedule keeps its interval from there."""
+    delays = []
+    for i in range(6):
+        n0 = fake_target.request_count()
+        s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s",
+                          "--timeout", "100ms", "--jitter", "150ms")
+        t0 = s.events("START")[0].t
+        reqs = fake_target.wait_requests(n0 + (2 if i == 0 else 1), 1.0 * TF)
+        delays.append(reqs[n0].t - t0)
+        if i == 0:
+            gap = reqs[n0 + 1].t - reqs[n0].t
+            assert gap == pytest.approx(INTERVAL, abs=0.06 * TF), "polls %.3fs apart" % gap
+        s.assert_clean_exit(signal.SIGTERM)
+    assert all(-0.01 <= d <= 0.15 + 0.1 * TF for d in delays), delays
+    # P(six uniform offsets below 25 ms out of 150 ms) ~ 2e-5
+    assert max(delays) >= 0.025, "first polls never delayed: %r" % delays

@@ -126,3 +126,21 @@ def test_bad_metrics_listen_exits_2(sidecar_bin, value):
     assert p.returncode == 2
     assert p.stderr.startswith("sidecar: error: --metrics-listen/SIDECAR_METRICS_LISTEN")
     assert p.stderr.count("\n") == 1
+
+
+def test_stalled_scrape_does_not_hold_up_shutdown(start_sidecar, fake_target):
+    import signal
+    import socket
+    fake_target.set_healthy()
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s")
+    port = metrics_port(s)
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # no blank line: stalled
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        s.assert_clean_exit(signal.SIGTERM, timeout=3 * TF)
+        took = time.monotonic() - t0
+        assert took <= 1.0 * TF, "SIGTERM with a stalled scrape took %.2fs" % took
+    finally:
+        c.close()

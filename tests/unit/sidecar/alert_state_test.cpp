@@ -59,3 +59,13 @@ TEST(AlertState, ThresholdsStopFlapping) {
   EXPECT_EQ(s.bad_for_ms, 6u);  // from the first failure of the run (t=4)
   EXPECT_EQ(s.failures_in_run, 4u);
 }
+
+TEST(AlertState, FailuresBelowThresholdLeaveUnknown) {
+  alert_state a(10, 1);
+  EXPECT_FALSE(a.on_result(outcome::status, 0).alert);
+  EXPECT_EQ(a.state(), health_state::down);  // nothing good was ever seen
+  a.on_result(outcome::ok, 1);
+  EXPECT_EQ(a.state(), health_state::healthy);
+  a.on_result(outcome::unhealthy, 2);
+  EXPECT_EQ(a.state(), health_state::healthy);  // one failure below the threshold: no flap
+}
