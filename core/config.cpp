@@ -28,6 +28,7 @@ void print_help(const cli_program& program, const cli_option* options, size_t co
   }
   printf(
       "  --help\n      print this help and exit\n  --version\n      print the version and exit\n");
+  if (program.epilog != nullptr) printf("\n%s", program.epilog);
 }
 
 }  // namespace

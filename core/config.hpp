@@ -20,9 +20,10 @@ struct cli_option {
 };
 
 struct cli_program {
-  const char* name;     // "hello"
-  const char* version;  // "0.1.0"
-  const char* summary;  // one line for --help
+  const char* name;              // "hello"
+  const char* version;           // "0.1.0"
+  const char* summary;           // one line for --help
+  const char* epilog = nullptr;  // more text after the options in --help
 };
 
 // Parses argv (--flag value, --flag=value), then the environment, then defaults. --help and

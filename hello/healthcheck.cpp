@@ -99,17 +99,18 @@ int run_healthcheck(const char* url, int timeout_ms) {
   if (send(fd, req, static_cast<size_t>(n), MSG_NOSIGNAL) != n) {
     return fail("send", strerror(errno));
   }
-  char status_line[64] = "";
+  // Read the whole head (a server that stalls after its status line is not healthy).
+  char head[2048] = "";
   size_t got = 0;
-  while (got < sizeof status_line - 1 && memchr(status_line, '\n', got) == nullptr) {
+  while (got < sizeof head - 1 && strstr(head, "\r\n\r\n") == nullptr) {
     if (wait_fd(fd, POLLIN, timeout_ms) <= 0) return fail("answer", "timed out");
-    ssize_t r = recv(fd, status_line + got, sizeof status_line - 1 - got, 0);
-    if (r <= 0) break;
+    ssize_t r = recv(fd, head + got, sizeof head - 1 - got, 0);
+    if (r <= 0) return fail("answer", "connection closed before the end of the headers");
     got += static_cast<size_t>(r);
+    head[got] = '\0';
   }
-  status_line[got] = '\0';
   int status = 0;
-  if (sscanf(status_line, "HTTP/1.%*d %d", &status) != 1) return fail("answer", "not HTTP");
+  if (sscanf(head, "HTTP/1.%*d %d", &status) != 1) return fail("answer", "not HTTP");
   close(fd);
   if (status != 200) {
     printf("healthcheck: fail %s: status %d\n", url, status);

@@ -122,7 +122,9 @@ const core::cli_option& opt(int index) {
 }
 
 [[noreturn]] void bad(int index, const char* why) {
-  core::config_fail("%s/%s '%s': %s", opt(index).flag, opt(index).env, opt(index).value, why);
+  char value[256];  // escaped: the error stays one line whatever the value holds
+  core::log_escape(opt(index).value, value, sizeof value);
+  core::config_fail("%s/%s '%s': %s", opt(index).flag, opt(index).env, value, why);
 }
 
 uint64_t duration(int index, uint64_t min_ms) {
@@ -155,8 +157,13 @@ int main(int argc, char** argv) {
     return hello::run_healthcheck(argc == 3 ? argv[2] : hello::default_healthcheck_url, 2000);
   }
   core::log_init("hello");
-  core::cli_parse({"hello", STACK_VERSION, "the Hello HTTP service"}, argc, argv, g_options,
-                  opt_count);
+  core::cli_parse(
+      {"hello", STACK_VERSION, "the Hello HTTP service",
+       "Health check mode (for Docker's HEALTHCHECK; no curl needed):\n"
+       "  hello --healthcheck [URL]\n"
+       "      one GET of URL (default http://127.0.0.1:8080/health); exit 0 on 200,\n"
+       "      1 otherwise (refused, timeout after 2s, other status), 2 for a bad URL\n"},
+      argc, argv, g_options, opt_count);
 
   char host[64];
   int port = 0;

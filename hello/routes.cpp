@@ -99,8 +99,9 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
   if (k == kind::none) return error(reply, 404, "not found");
   if (path.size() - 1 > max_name_bytes) return error(reply, 414, "name too long");
   bool chaos_route = k == kind::poison || k == kind::antidote || k == kind::die;
-  bool method_ok = request.method == HTTP_GET || request.method == HTTP_HEAD ||
-                   (chaos_route && request.method == HTTP_POST);
+  // The chaos routes change state, so HEAD (which must not) is not among their methods.
+  bool method_ok = chaos_route ? request.method == HTTP_GET || request.method == HTTP_POST
+                               : request.method == HTTP_GET || request.method == HTTP_HEAD;
   if (!method_ok) {
     reply.extra_headers = chaos_route ? kAllowChaos : kAllow;
     return error(reply, 405, "method not allowed");
