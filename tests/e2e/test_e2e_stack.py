@@ -300,7 +300,7 @@ def test_static_hello_idle_rss_at_most_2_mib(stack, capsys):
 def test_sidecar_reports_and_alerts(stack):
     def both_seen():
         out = logs("sidecar")
-        report = re.search(r"^\S+ sidecar REPORT window=3s samples=\d+ failures=\d+ ", out, re.M)
+        report = re.search(r"^\S+ sidecar REPORT window=3s state=\w+ samples=\d+ failures=\d+ ", out, re.M)
         alert = re.search(r"^\S+ sidecar ALERT reason=unhealthy target=http://hello:8080/health ", out, re.M)
         return (report and alert) and out
 
@@ -311,6 +311,118 @@ def test_sidecar_reports_and_alerts(stack):
     assert fields.get("target") == "http://hello:8080/health", start.group(0)
     assert fields.get("interval") == "500ms", start.group(0)
     assert fields.get("window") == "3s", start.group(0)
+
+
+# ------------------------------------------------------------------ playground and replicas
+
+def replica_ids():
+    p = run(["docker", "ps", "-q", "--no-trunc",
+             "--filter", "label=com.docker.compose.project=" + PROJECT,
+             "--filter", "label=com.docker.compose.service=hello"], timeout=30)
+    return p.stdout.split()
+
+
+def served_by(n=40, path="/"):
+    seen = {}
+    for _ in range(n):
+        r = get(path)
+        assert r.status_code == 200, (r.status_code, r.text)
+        seen[r.headers.get("X-Served-By")] = seen.get(r.headers.get("X-Served-By"), 0) + 1
+    return seen
+
+
+def health_status(cid):
+    return inspect(cid)["State"].get("Health", {}).get("Status")
+
+
+def hello_get(cid, path):
+    """GET on one replica from inside its own container: the scratch image has no shell or
+    curl, but hello's --healthcheck does one GET (exit 0 on a 200)."""
+    return run(["docker", "exec", cid, "/hello", "--healthcheck",
+                "http://127.0.0.1:8080" + path], timeout=30, check=False)
+
+
+def test_internal_endpoints_hidden_public_ones_reachable(stack):
+    for path in ("/metrics", "/poison", "/antidote", "/die", "/%6detrics", "/die/"):
+        r = get(path)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        assert "X-Served-By" not in r.headers, path  # answered by nginx, never reached hello
+    for path in ("/", "/baz", "/health", "/status"):
+        r = get(path)
+        assert r.status_code == 200, (path, r.status_code)
+        assert r.headers.get("X-Served-By"), path
+        assert r.headers.get("X-Request-ID"), path
+
+
+def test_hello_container_is_healthy(stack):
+    cid = container_id("hello")
+    wait_for("hello to be healthy", lambda: health_status(cid) == "healthy", timeout=60)
+
+
+def test_replicas_all_answer_and_are_followed(stack, capsys):
+    compose("up", "-d", "--no-recreate", "--scale", "hello=3", timeout=300)
+    wait_for("3 hello replicas answering through nginx",
+             lambda: len(served_by(30)) == 3, timeout=60, interval=1)
+    seen = served_by(60)
+    with capsys.disabled():
+        print("\n[e2e] X-Served-By over 60 requests with 3 replicas: %s" % seen)
+    assert len(seen) == 3 and all(v >= 10 for v in seen.values()), seen
+    ids = replica_ids()
+    assert len(ids) == 3
+
+
+def test_poisoned_replica_unhealthy_and_its_410_not_served(stack):
+    ids = replica_ids()
+    victim = ids[0]
+    p = hello_get(victim, "/poison")
+    assert p.returncode == 0, p.stdout + p.stderr
+    for _ in range(30):
+        r = get("/status")
+        assert r.status_code == 200, "a poisoned replica's %d reached the client" % r.status_code
+        # Its /health answers 503, which nginx retries on another replica (passive health).
+        r = get("/health")
+        assert r.status_code == 200, "a poisoned replica's /health %d reached the client" % r.status_code
+    wait_for("Docker to mark the poisoned replica unhealthy",
+             lambda: health_status(victim) == "unhealthy", timeout=60, interval=1)
+    assert hello_get(victim, "/antidote").returncode == 0
+    wait_for("the replica to be healthy again", lambda: health_status(victim) == "healthy",
+             timeout=60, interval=1)
+
+
+def test_die_restarts_the_container(stack):
+    victim = replica_ids()[0]
+    before = inspect(victim)["RestartCount"]
+    hello_get(victim, "/die")  # the answer may or may not arrive before the exit
+    wait_for("the container to be restarted after /die",
+             lambda: inspect(victim)["RestartCount"] > before and
+             inspect(victim)["State"]["Running"], timeout=60, interval=0.5)
+    assert inspect(victim)["State"]["ExitCode"] in (0, 3)  # last exit recorded, then running
+    wait_for("all replicas answering again", lambda: len(served_by(30)) == 3, timeout=60,
+             interval=1)
+
+
+def test_strategy_is_selectable(stack):
+    nginx = container_id("nginx")
+    conf = run(["docker", "exec", nginx, "cat", "/etc/nginx/conf.d/default.conf"], timeout=30).stdout
+    assert "least_conn;" not in conf and "random;" not in conf  # round robin by default
+    assert conf.count("server ") >= 3, conf
+    image = inspect(nginx)["Image"]
+    for strategy, directive in (("least_conn", "least_conn;"), ("random", "random;")):
+        p = run(["docker", "run", "--rm", "--network", inspect(nginx)["HostConfig"]["NetworkMode"],
+                 "-e", "NGINX_LB_STRATEGY=" + strategy, "--entrypoint", "sh", image, "-c",
+                 "/usr/local/bin/nginx-entrypoint & sleep 2; cat /etc/nginx/conf.d/default.conf"],
+                timeout=60, check=False)
+        assert directive in p.stdout, (strategy, p.stdout[-2000:], p.stderr[-2000:])
+    p = run(["docker", "run", "--rm", "-e", "NGINX_LB_STRATEGY=bogus", image], timeout=60,
+            check=False)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "NGINX_LB_STRATEGY 'bogus'" in p.stderr
+
+
+def test_back_to_one_replica(stack):
+    compose("up", "-d", "--no-recreate", "--scale", "hello=1", timeout=300)
+    wait_for("one replica left", lambda: len(replica_ids()) == 1, timeout=60)
+    wait_for("nginx to follow", lambda: len(served_by(20)) == 1, timeout=60, interval=1)
 
 
 # ------------------------------------------------------------------ shutdown (last)
