@@ -7,15 +7,13 @@
 #include <cstring>
 #include <string_view>
 
-#include "alert_state.hpp"
 #include "config.hpp"
 #include "http_server.hpp"
-#include "latency_ring.hpp"
 #include "log.hpp"
 #include "loop.hpp"
 #include "poller.hpp"
-#include "probe_metrics.hpp"
 #include "report.hpp"
+#include "target_monitor.hpp"
 
 namespace {
 
@@ -58,14 +56,10 @@ core::cli_option g_options[opt_count] = {
 struct monitor {
   core::event_loop* loop;
   sidecar::poller* poller;
-  sidecar::latency_ring* ring;
-  sidecar::alert_state* alerts;
-  const char* target;
+  sidecar::target_monitor* target;
   uint64_t interval_ms;
   uint64_t window_ms;
   uint64_t start_ms;
-  uint64_t slow_ms;
-  sidecar::probe_metrics* metrics;
   core::http_server* metrics_server;  // nullptr when off
   uint64_t polls_started = 0;
   uint64_t reports = 0;
@@ -94,10 +88,7 @@ void schedule_report(monitor* m);
 
 void on_report_timer(uv_timer_t* t) {
   auto* m = static_cast<monitor*>(t->data);
-  sidecar::window_stats st = m->ring->window(uv_now(m->loop->uv()), m->window_ms);
-  m->metrics->window = st;
-  m->metrics->has_window = true;
-  sidecar::log_report(st, m->window_ms, m->alerts->state());
+  m->target->report(uv_now(m->loop->uv()));
   schedule_report(m);
 }
 
@@ -110,25 +101,7 @@ void schedule_report(monitor* m) {
 
 void on_result(void* ctx, const sidecar::poll_result& result) {
   auto* m = static_cast<monitor*>(ctx);
-  sidecar::poll_result r = result;
-  if (r.result == sidecar::outcome::ok && m->slow_ms > 0 &&
-      r.rtt * 1e3 > static_cast<double>(m->slow_ms)) {
-    r.result = sidecar::outcome::slow;
-    snprintf(r.detail, sizeof r.detail, "round trip %.3fms over %llums", r.rtt * 1e3,
-             static_cast<unsigned long long>(m->slow_ms));
-  }
-  sidecar::poll_sample s;
-  s.at_ms = uv_now(m->loop->uv());
-  s.has_latency = r.has_latency;
-  s.latency = r.latency;
-  s.has_rtt = r.has_rtt;
-  s.rtt = r.rtt;
-  s.failed = r.result != sidecar::outcome::ok;
-  m->ring->push(s);
-  m->metrics->record(r);
-  sidecar::alert_step step = m->alerts->on_result(r.result, s.at_ms);
-  if (step.alert) sidecar::log_alert(r, m->target, m->alerts->state(), step.consecutive);
-  if (step.recovered) sidecar::log_recovered(m->target, step);
+  m->target->record(result, uv_now(m->loop->uv()));
 }
 
 void on_stop_signal(void* ctx, int signum) {
@@ -155,7 +128,8 @@ void serve_metrics(void* ctx, const core::http_request& req, core::http_reply& r
     return;
   }
   reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  m->metrics->write(reply.body, m->target, m->alerts->state(), m->window_ms);
+  const sidecar::target_monitor& t = *m->target;
+  t.metrics().write(reply.body, t.target(), t.state(), t.window_ms());
 }
 
 uint64_t count_option(int index) {
@@ -255,19 +229,15 @@ int main(int argc, char** argv) {
   }
 
   core::event_loop loop;
-  sidecar::latency_ring ring(sidecar::latency_ring::capacity_for(window_ms, interval_ms));
-  sidecar::alert_state alerts(static_cast<uint32_t>(fail_after),
-                              static_cast<uint32_t>(recover_after));
+  sidecar::target_monitor watched(target, window_ms, interval_ms, static_cast<uint32_t>(fail_after),
+                                  static_cast<uint32_t>(recover_after), slow_ms);
   // The schedule's origin: now, or a random moment within the jitter.
   uint64_t offset =
       jitter_ms > 0
           ? (uv_hrtime() ^ static_cast<uint64_t>(uv_os_getpid()) * 0x9e3779b97f4a7c15ULL) %
                 jitter_ms
           : 0;
-  sidecar::probe_metrics metrics;
-  monitor m{&loop,   nullptr,     &ring,     &alerts,
-            target,  interval_ms, window_ms, uv_now(loop.uv()) + offset,
-            slow_ms, &metrics,    nullptr};
+  monitor m{&loop, nullptr, &watched, interval_ms, window_ms, uv_now(loop.uv()) + offset, nullptr};
   sidecar::poller poller(loop.uv(), target, timeout_ms, on_result, &m);
   m.poller = &poller;
   const char* error = nullptr;
@@ -290,7 +260,7 @@ int main(int argc, char** argv) {
       log_field::word("timeout", timeout),
       log_field::num("fail_after", fail_after),
       log_field::num("recover_after", recover_after),
-      log_field::num("ring", ring.capacity()),
+      log_field::num("ring", watched.ring().capacity()),
   };
   core::log_fields("START", start);
 

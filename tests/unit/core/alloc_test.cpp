@@ -1,5 +1,5 @@
-// Proves "no heap allocation per request in steady state": this test binary replaces malloc,
-// calloc and realloc with counting wrappers, serves hello's real routes through
+// Proves "no heap allocation per request in steady state": this test binary counts malloc,
+// calloc and realloc calls (tests/unit/support/counting_malloc), serves hello's real routes through
 // core::http_server on a loop in this thread, and asserts that after a warm-up, 10,000
 // keep-alive requests (sequential and pipelined, every route and error answer, access log on)
 // cause zero allocations on the loop thread. Not built with sanitizers (they own malloc).
@@ -15,43 +15,12 @@
 #include <string>
 #include <thread>
 
+#include "counting_malloc.hpp"
 #include "health.hpp"
 #include "http_server.hpp"
 #include "log.hpp"
 #include "loop.hpp"
 #include "routes.hpp"
-
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-}
-
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<pthread_t> g_loop_thread{};
-std::atomic<uint64_t> g_allocs{0};
-
-void count_one() {
-  if (g_counting.load(std::memory_order_relaxed) &&
-      pthread_equal(pthread_self(), g_loop_thread.load(std::memory_order_relaxed))) {
-    g_allocs.fetch_add(1, std::memory_order_relaxed);
-  }
-}
-}  // namespace
-
-extern "C" void* malloc(size_t n) {
-  count_one();
-  return __libc_malloc(n);
-}
-extern "C" void* calloc(size_t n, size_t m) {
-  count_one();
-  return __libc_calloc(n, m);
-}
-extern "C" void* realloc(void* p, size_t n) {
-  count_one();
-  return __libc_realloc(p, n);
-}
 
 namespace {
 
@@ -118,7 +87,7 @@ TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
   ASSERT_EQ(server.listen("127.0.0.1", 0), 0);
   std::string bound = server.bound_address();
   int port = std::stoi(bound.substr(bound.rfind(':') + 1));
-  g_loop_thread.store(pthread_self());
+  pthread_t loop_thread = pthread_self();
 
   uv_async_t stop{};
   uv_async_init(loop.uv(), &stop, [](uv_async_t* a) {
@@ -146,11 +115,10 @@ TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
     };
     for (int i = 0; i < 500; ++i) one(i);  // warm-up: pools fill, stdio buffer, date cache
     for (int i = 0; i < 30; ++i) pipelined(i);
-    g_counting = true;
+    alloc_count::start(loop_thread);
     for (int i = 0; i < 8400; ++i) one(i);
     for (int i = 0; i < 100; ++i) pipelined(i);  // 1,600 more
-    g_counting = false;
-    during = g_allocs.load();
+    during = alloc_count::stop();
     close(fd);
     uv_async_send(&stop);
   });

@@ -16,63 +16,23 @@
 #include <string>
 #include <thread>
 
-#include "alert_state.hpp"
-#include "latency_ring.hpp"
+#include "counting_malloc.hpp"
 #include "poller.hpp"
 #include "report.hpp"
-
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-void __libc_free(void*);
-}
+#include "target_monitor.hpp"
 
 namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<pthread_t> g_loop_thread{};
-std::atomic<uint64_t> g_allocs{0};
-
-void count_one() {
-  if (g_counting.load(std::memory_order_relaxed) &&
-      pthread_equal(pthread_self(), g_loop_thread.load(std::memory_order_relaxed))) {
-    g_allocs.fetch_add(1, std::memory_order_relaxed);
-  }
-}
-
-// libcurl's allocations, not counted.
-void* curl_malloc(size_t n) {
-  return __libc_malloc(n);
-}
+// libcurl's allocations, not counted: its internals are not our code.
 void curl_free_fn(void* p) {
-  __libc_free(p);
-}
-void* curl_realloc(void* p, size_t n) {
-  return __libc_realloc(p, n);
+  alloc_count::raw_free(p);
 }
 char* curl_strdup(const char* s) {
   size_t n = strlen(s) + 1;
-  auto* p = static_cast<char*>(__libc_malloc(n));
+  auto* p = static_cast<char*>(alloc_count::raw_malloc(n));
   if (p != nullptr) memcpy(p, s, n);
   return p;
 }
-void* curl_calloc(size_t n, size_t m) {
-  return __libc_calloc(n, m);
-}
 }  // namespace
-
-extern "C" void* malloc(size_t n) {
-  count_one();
-  return __libc_malloc(n);
-}
-extern "C" void* calloc(size_t n, size_t m) {
-  count_one();
-  return __libc_calloc(n, m);
-}
-extern "C" void* realloc(void* p, size_t n) {
-  count_one();
-  return __libc_realloc(p, n);
-}
 
 namespace {
 
@@ -132,11 +92,10 @@ struct target {
 struct run_state {
   uv_loop_t* loop;
   sidecar::poller* poller;
-  sidecar::latency_ring* ring;
-  sidecar::alert_state* alerts;
+  sidecar::target_monitor* target;
+  pthread_t loop_thread;
   uv_timer_t next{};
   int polls = 0;
-  int failed = 0;
   uint64_t counted = 0;
 };
 
@@ -145,27 +104,17 @@ constexpr int kPolls = 1000;
 
 void on_result(void* ctx, const sidecar::poll_result& r) {
   auto* st = static_cast<run_state*>(ctx);
-  // What the sidecar's main does with every result: ring, alert state, report formatting.
-  sidecar::poll_sample s;
-  s.at_ms = uv_now(st->loop);
-  s.has_latency = r.has_latency;
-  s.latency = r.latency;
-  s.has_rtt = r.has_rtt;
-  s.rtt = r.rtt;
-  s.failed = r.result != sidecar::outcome::ok;
-  st->ring->push(s);
-  st->alerts->on_result(r.result, s.at_ms);
+  // What the sidecar's main does with every result, and a REPORT's formatting each time.
+  uint64_t now = uv_now(st->loop);
+  st->target->record(r, now);
   char line[512];
-  sidecar::format_report(core::log_format::text, line, sizeof line,
-                         st->ring->window(s.at_ms, 60000), 60000, st->alerts->state());
-  sidecar::format_report(core::log_format::json, line, sizeof line,
-                         st->ring->window(s.at_ms, 60000), 60000, st->alerts->state());
-  if (r.result != sidecar::outcome::ok) ++st->failed;
+  sidecar::window_stats w = st->target->ring().window(now, 60000);
+  sidecar::format_report(core::log_format::text, line, sizeof line, w, 60000, st->target->state());
+  sidecar::format_report(core::log_format::json, line, sizeof line, w, 60000, st->target->state());
   ++st->polls;
-  if (st->polls == kWarmup) g_counting = true;
+  if (st->polls == kWarmup) alloc_count::start(st->loop_thread);
   if (st->polls == kWarmup + kPolls) {
-    g_counting = false;
-    st->counted = g_allocs.load();
+    st->counted = alloc_count::stop();
     st->poller->close();
     uv_close(reinterpret_cast<uv_handle_t*>(&st->next), nullptr);
     return;
@@ -177,17 +126,15 @@ void on_result(void* ctx, const sidecar::poll_result& r) {
 }  // namespace
 
 TEST(PollAllocation, NoAllocationPerPollInOurCode) {
-  ASSERT_EQ(curl_global_init_mem(CURL_GLOBAL_DEFAULT, curl_malloc, curl_free_fn, curl_realloc,
-                                 curl_strdup, curl_calloc),
+  ASSERT_EQ(curl_global_init_mem(CURL_GLOBAL_DEFAULT, alloc_count::raw_malloc, curl_free_fn,
+                                 alloc_count::raw_realloc, curl_strdup, alloc_count::raw_calloc),
             CURLE_OK);
   target t;
   std::string url = "http://127.0.0.1:" + std::to_string(t.port) + "/health";
   uv_loop_t loop;
   uv_loop_init(&loop);
-  g_loop_thread.store(pthread_self());
-  sidecar::latency_ring ring(sidecar::latency_ring::capacity_for(60000, 10));
-  sidecar::alert_state alerts(1, 1);
-  run_state st{&loop, nullptr, &ring, &alerts};
+  sidecar::target_monitor target(url.c_str(), 60000, 10, 1, 1, 0);
+  run_state st{&loop, nullptr, &target, pthread_self()};
   sidecar::poller poller(&loop, url.c_str(), 2000, on_result, &st);
   st.poller = &poller;
   const char* error = nullptr;
@@ -199,6 +146,7 @@ TEST(PollAllocation, NoAllocationPerPollInOurCode) {
   EXPECT_EQ(uv_loop_close(&loop), 0);
   curl_global_cleanup();
   EXPECT_EQ(st.polls, kWarmup + kPolls);
-  EXPECT_EQ(st.failed, 0);
+  EXPECT_EQ(target.metrics().probes, static_cast<uint64_t>(kWarmup + kPolls));
+  EXPECT_EQ(target.state(), sidecar::health_state::healthy);
   EXPECT_EQ(st.counted, 0u) << "allocations on the loop thread outside libcurl over 1,000 polls";
 }

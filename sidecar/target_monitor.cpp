@@ -1,0 +1,38 @@
+#include "target_monitor.hpp"
+
+#include <cstdio>
+
+#include "report.hpp"
+
+namespace sidecar {
+
+void target_monitor::record(const poll_result& result, uint64_t now_ms) {
+  poll_result r = result;
+  if (r.result == outcome::ok && slow_ms_ > 0 && r.rtt * 1e3 > static_cast<double>(slow_ms_)) {
+    r.result = outcome::slow;
+    snprintf(r.detail, sizeof r.detail, "round trip %.3fms over %llums", r.rtt * 1e3,
+             static_cast<unsigned long long>(slow_ms_));
+  }
+  poll_sample s;
+  s.at_ms = now_ms;
+  s.has_latency = r.has_latency;
+  s.latency = r.latency;
+  s.has_rtt = r.has_rtt;
+  s.rtt = r.rtt;
+  s.failed = r.result != outcome::ok;
+  ring_.push(s);
+  metrics_.record(r);
+  alert_step step = alerts_.on_result(r.result, now_ms);
+  if (step.alert) log_alert(r, target_, alerts_.state(), step.consecutive);
+  if (step.recovered) log_recovered(target_, step);
+}
+
+window_stats target_monitor::report(uint64_t now_ms) {
+  window_stats st = ring_.window(now_ms, window_ms_);
+  metrics_.window = st;
+  metrics_.has_window = true;
+  log_report(st, window_ms_, alerts_.state());
+  return st;
+}
+
+}  // namespace sidecar
