@@ -83,6 +83,8 @@ TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
   hello::app app{hello::health_model(0.9, 42)};
   core::http_server_config cfg;
   cfg.access_log = true;
+  cfg.observer = hello::observe_request;  // /metrics counting, as hello's main sets it up
+  cfg.observer_ctx = &app;
   core::http_server server(loop.uv(), cfg, hello::handle_request, &app);
   ASSERT_EQ(server.listen("127.0.0.1", 0), 0);
   std::string bound = server.bound_address();
@@ -96,21 +98,21 @@ TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
   });
   stop.data = &server;
 
-  const char* routes[] = {"/", "/baz", "/health", "/a/b", "/%zz", "/hello%20World"};
+  const char* routes[] = {"/", "/baz", "/health", "/a/b", "/%zz", "/hello%20World", "/status"};
   std::atomic<bool> ok{true};
   uint64_t during = 0;
   std::thread client([&] {
     int fd = connect_to(port);
     std::string buf;
     auto one = [&](int i) {
-      std::string req = std::string(i % 7 == 0 ? "HEAD " : "GET ") + routes[i % 6] +
+      std::string req = std::string(i % 7 == 0 ? "HEAD " : "GET ") + routes[i % 7] +
                         " HTTP/1.1\r\nHost: x\r\n\r\n";
       if (!exchange(fd, req, 1, buf, i % 7 == 0)) ok = false;
     };
     auto pipelined = [&](int i) {
       std::string req;
       for (int k = 0; k < 16; ++k)
-        req += std::string("GET ") + routes[(i + k) % 6] + " HTTP/1.1\r\nHost: x\r\n\r\n";
+        req += std::string("GET ") + routes[(i + k) % 7] + " HTTP/1.1\r\nHost: x\r\n\r\n";
       if (!exchange(fd, req, 16, buf, false)) ok = false;
     };
     for (int i = 0; i < 500; ++i) one(i);  // warm-up: pools fill, stdio buffer, date cache
