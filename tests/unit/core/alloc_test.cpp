@@ -20,24 +20,12 @@
 #include "http_server.hpp"
 #include "log.hpp"
 #include "loop.hpp"
+#include "loopback.hpp"
 #include "routes.hpp"
 
 namespace {
 
-int connect_to(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+using loopback::connect_to;
 
 // Sends `req` and reads until `answers` complete responses (head + Content-Length body bytes;
 // the HEAD requests here are never pipelined, and a lone HEAD answer ends at its head).

@@ -12,10 +12,15 @@
 #include <thread>
 
 #include "loop.hpp"
+#include "loopback.hpp"
 
 using namespace core;
 
 namespace {
+
+using loopback::connect_to;
+using loopback::read_all;
+using loopback::send_all;
 
 void echo_target(void*, const http_request& req, http_reply& reply) {
   if (req.target == "/missing") {
@@ -56,41 +61,6 @@ struct server_fixture {
     return rc;
   }
 };
-
-int connect_to(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-void send_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    ssize_t n = send(fd, s.data(), s.size(), MSG_NOSIGNAL);
-    if (n <= 0) return;
-    s.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-// Reads until the peer closes (or the 5 s receive timeout).
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
 
 size_t count(const std::string& hay, std::string_view needle) {
   size_t n = 0;
