@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include "log.hpp"
+
 #include <arpa/inet.h>
 
 #include <cerrno>
@@ -91,6 +93,37 @@ void cli_parse(const cli_program& program, int argc, char** argv, cli_option* op
       o.source = "default";
     }
   }
+}
+
+void option_fail(const cli_option& option, const char* why) {
+  char value[256];
+  log_escape(option.value != nullptr ? option.value : "", value, sizeof value);
+  config_fail("%s/%s '%s': %s", option.flag, option.env, value, why);
+}
+
+uint64_t option_duration(const cli_option& option, uint64_t min_ms) {
+  uint64_t ms = 0;
+  if (const char* e = parse_duration_ms(option.value, &ms)) option_fail(option, e);
+  if (ms < min_ms) option_fail(option, min_ms == 1 ? "must be greater than 0" : "too short");
+  return ms;
+}
+
+uint64_t option_uint(const cli_option& option, uint64_t min, uint64_t max) {
+  uint64_t v = 0;
+  if (const char* e = parse_uint(option.value, min, max, &v)) option_fail(option, e);
+  return v;
+}
+
+uint64_t option_size(const cli_option& option, uint64_t min, uint64_t max) {
+  uint64_t v = 0;
+  if (const char* e = parse_size(option.value, min, max, &v)) option_fail(option, e);
+  return v;
+}
+
+bool option_on_off(const cli_option& option) {
+  bool v = false;
+  if (const char* e = parse_on_off(option.value, &v)) option_fail(option, e);
+  return v;
 }
 
 const char* parse_uint(std::string_view text, uint64_t min, uint64_t max, uint64_t* out) {

@@ -34,6 +34,14 @@ void cli_parse(const cli_program& program, int argc, char** argv, cli_option* op
 // Prints "<program>: error: <message>" on stderr and exits with status 2.
 [[noreturn]] void config_fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
+// An option's value parsed or the program ended with "<flag>/<env> '<value>': <why>" (the
+// value escaped, so the error stays one line) and status 2.
+[[noreturn]] void option_fail(const cli_option& option, const char* why);
+uint64_t option_duration(const cli_option& option, uint64_t min_ms);  // min_ms 1: "> 0"
+uint64_t option_uint(const cli_option& option, uint64_t min, uint64_t max);
+uint64_t option_size(const cli_option& option, uint64_t min, uint64_t max);
+bool option_on_off(const cli_option& option);
+
 // Value parsers: return nullptr on success, else a short description of what is wrong.
 // Durations are a whole number with a unit: ms, s or m ("250ms", "10s", "1m").
 const char* parse_duration_ms(std::string_view text, uint64_t* out_ms);

@@ -122,28 +122,7 @@ const core::cli_option& opt(int index) {
 }
 
 [[noreturn]] void bad(int index, const char* why) {
-  char value[256];  // escaped: the error stays one line whatever the value holds
-  core::log_escape(opt(index).value, value, sizeof value);
-  core::config_fail("%s/%s '%s': %s", opt(index).flag, opt(index).env, value, why);
-}
-
-uint64_t duration(int index, uint64_t min_ms) {
-  uint64_t ms = 0;
-  if (const char* e = core::parse_duration_ms(opt(index).value, &ms)) bad(index, e);
-  if (ms < min_ms) bad(index, min_ms == 1 ? "must be greater than 0" : "too short");
-  return ms;
-}
-
-uint64_t count(int index, uint64_t min, uint64_t max) {
-  uint64_t v = 0;
-  if (const char* e = core::parse_uint(opt(index).value, min, max, &v)) bad(index, e);
-  return v;
-}
-
-uint64_t size(int index, uint64_t min, uint64_t max) {
-  uint64_t v = 0;
-  if (const char* e = core::parse_size(opt(index).value, min, max, &v)) bad(index, e);
-  return v;
+  core::option_fail(opt(index), why);
 }
 
 }  // namespace
@@ -175,24 +154,22 @@ int main(int argc, char** argv) {
     bad(opt_threshold, e);
   }
   if (threshold < 0 || threshold > 1) bad(opt_threshold, "must be in [0, 1]");
-  bool access_log = true;
-  if (const char* e = core::parse_on_off(opt(opt_access_log).value, &access_log)) {
-    bad(opt_access_log, e);
-  }
+  bool access_log = core::option_on_off(opt(opt_access_log));
   core::http_server_config config;
   config.access_log = access_log;
-  config.max_connections = static_cast<uint32_t>(count(opt_max_connections, 1, 1'000'000));
-  config.header_timeout_ms = duration(opt_header_timeout, 1);
-  config.idle_timeout_ms = duration(opt_idle_timeout, 1);
-  config.drain_timeout_ms = duration(opt_drain_timeout, 1);
-  uint64_t drain_delay_ms = duration(opt_drain_delay, 0);
-  config.max_target_bytes =
-      static_cast<uint32_t>(size(opt_max_target, 16, core::http_server::block_size));
-  config.max_header_bytes = static_cast<uint32_t>(size(opt_max_header_bytes, 64, 1 << 20));
-  config.max_headers = static_cast<uint32_t>(count(opt_max_headers, 1, 10'000));
-  config.max_body_bytes = size(opt_max_body, 0, uint64_t{1} << 40);
-  bool chaos = true;
-  if (const char* e = core::parse_on_off(opt(opt_chaos).value, &chaos)) bad(opt_chaos, e);
+  config.max_connections =
+      static_cast<uint32_t>(core::option_uint(opt(opt_max_connections), 1, 1'000'000));
+  config.header_timeout_ms = core::option_duration(opt(opt_header_timeout), 1);
+  config.idle_timeout_ms = core::option_duration(opt(opt_idle_timeout), 1);
+  config.drain_timeout_ms = core::option_duration(opt(opt_drain_timeout), 1);
+  uint64_t drain_delay_ms = core::option_duration(opt(opt_drain_delay), 0);
+  config.max_target_bytes = static_cast<uint32_t>(
+      core::option_size(opt(opt_max_target), 16, core::http_server::block_size));
+  config.max_header_bytes =
+      static_cast<uint32_t>(core::option_size(opt(opt_max_header_bytes), 64, 1 << 20));
+  config.max_headers = static_cast<uint32_t>(core::option_uint(opt(opt_max_headers), 1, 10'000));
+  config.max_body_bytes = core::option_size(opt(opt_max_body), 0, uint64_t{1} << 40);
+  bool chaos = core::option_on_off(opt(opt_chaos));
   static char instance[128];
   if (opt(opt_instance_id).value != nullptr) {
     snprintf(instance, sizeof instance, "%s", opt(opt_instance_id).value);

@@ -132,25 +132,6 @@ void serve_metrics(void* ctx, const core::http_request& req, core::http_reply& r
   t.metrics().write(reply.body, t.target(), t.state(), t.window_ms());
 }
 
-uint64_t count_option(int index) {
-  uint64_t n = 0;
-  if (const char* e = core::parse_uint(g_options[index].value, 1, 1000000, &n)) {
-    core::config_fail("%s/%s '%s': %s (a whole number from 1)", g_options[index].flag,
-                      g_options[index].env, g_options[index].value, e);
-  }
-  return n;
-}
-
-uint64_t duration_option(int index, const char* name) {
-  uint64_t ms = 0;
-  if (const char* e = core::parse_duration_ms(g_options[index].value, &ms)) {
-    core::config_fail("%s/%s '%s': %s", g_options[index].flag, g_options[index].env,
-                      g_options[index].value, e);
-  }
-  if (ms == 0) core::config_fail("%s must be greater than 0", name);
-  return ms;
-}
-
 void validate_url(const char* url) {
   CURLU* u = curl_url();
   CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
@@ -164,8 +145,7 @@ void validate_url(const char* url) {
   curl_free(host);
   curl_url_cleanup(u);
   if (!ok) {
-    core::config_fail("--target/SIDECAR_TARGET '%s': not an http:// or https:// URL with a host",
-                      url);
+    core::option_fail(g_options[opt_target], "not an http:// or https:// URL with a host");
   }
 }
 
@@ -180,35 +160,29 @@ int main(int argc, char** argv) {
   }
   const char* target = g_options[opt_target].value;
   validate_url(target);
-  uint64_t interval_ms = duration_option(opt_interval, "--interval");
-  uint64_t window_ms = duration_option(opt_window, "--window");
+  uint64_t interval_ms = core::option_duration(g_options[opt_interval], 1);
+  uint64_t window_ms = core::option_duration(g_options[opt_window], 1);
   if (interval_ms >= window_ms) {
     core::config_fail("--interval (%s) must be shorter than --window (%s)",
                       g_options[opt_interval].value, g_options[opt_window].value);
   }
   uint64_t timeout_ms = interval_ms / 2 < 5000 ? interval_ms / 2 : 5000;
   if (g_options[opt_timeout].value != nullptr) {
-    timeout_ms = duration_option(opt_timeout, "--timeout");
+    timeout_ms = core::option_duration(g_options[opt_timeout], 1);
     if (timeout_ms >= interval_ms) {
       core::config_fail("--timeout (%s) must be shorter than --interval (%s)",
                         g_options[opt_timeout].value, g_options[opt_interval].value);
     }
   }
   if (timeout_ms == 0) timeout_ms = 1;
-  uint64_t jitter_ms = 0;
-  if (const char* e = core::parse_duration_ms(g_options[opt_jitter].value, &jitter_ms)) {
-    core::config_fail("--jitter/SIDECAR_JITTER '%s': %s", g_options[opt_jitter].value, e);
-  }
+  uint64_t jitter_ms = core::option_duration(g_options[opt_jitter], 0);
   if (jitter_ms >= interval_ms && jitter_ms > 0) {
     core::config_fail("--jitter (%s) must be shorter than --interval (%s)",
                       g_options[opt_jitter].value, g_options[opt_interval].value);
   }
-  uint64_t fail_after = count_option(opt_fail_after);
-  uint64_t recover_after = count_option(opt_recover_after);
-  uint64_t slow_ms = 0;
-  if (const char* e = core::parse_duration_ms(g_options[opt_slow].value, &slow_ms)) {
-    core::config_fail("--slow/SIDECAR_SLOW '%s': %s", g_options[opt_slow].value, e);
-  }
+  uint64_t fail_after = core::option_uint(g_options[opt_fail_after], 1, 1000000);
+  uint64_t recover_after = core::option_uint(g_options[opt_recover_after], 1, 1000000);
+  uint64_t slow_ms = core::option_duration(g_options[opt_slow], 0);
   std::string_view metrics_listen = g_options[opt_metrics_listen].value;
   char metrics_host[64] = "";
   int metrics_port = 0;
@@ -216,16 +190,14 @@ int main(int argc, char** argv) {
   if (metrics_on) {
     if (const char* e = core::parse_listen_address(metrics_listen, metrics_host,
                                                    sizeof metrics_host, &metrics_port)) {
-      core::config_fail("--metrics-listen/SIDECAR_METRICS_LISTEN '%s': %s",
-                        g_options[opt_metrics_listen].value, e);
+      core::option_fail(g_options[opt_metrics_listen], e);
     }
   }
   std::string_view format = g_options[opt_log_format].value;
   if (format == "json") {
     core::log_set_format(core::log_format::json);
   } else if (format != "text") {
-    core::config_fail("--log-format/SIDECAR_LOG_FORMAT '%s': expected text or json",
-                      g_options[opt_log_format].value);
+    core::option_fail(g_options[opt_log_format], "expected text or json");
   }
 
   core::event_loop loop;
