@@ -1,5 +1,6 @@
 # Third-party libraries: libuv (pkg-config), libcurl (find_package, or pkg-config --static for
-# fully static builds), llhttp (installed package, or built here from its C sources).
+# fully static builds), c-ares (pkg-config; the sidecar resolves replicas with it), llhttp
+# (installed package, or built here from its C sources).
 find_package(PkgConfig REQUIRED)
 
 if(STACK_STATIC)
@@ -12,6 +13,11 @@ if(STACK_STATIC)
   target_include_directories(stack_libcurl INTERFACE ${LIBCURL_STATIC_INCLUDE_DIRS})
   target_compile_definitions(stack_libcurl INTERFACE CURL_STATICLIB)
   target_link_libraries(stack_libcurl INTERFACE ${LIBCURL_STATIC_LDFLAGS})
+  pkg_check_modules(CARES REQUIRED libcares)
+  add_library(stack_cares INTERFACE)
+  target_include_directories(stack_cares INTERFACE ${CARES_STATIC_INCLUDE_DIRS})
+  target_compile_definitions(stack_cares INTERFACE CARES_STATICLIB)
+  target_link_libraries(stack_cares INTERFACE ${CARES_STATIC_LDFLAGS})
 else()
   pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
   add_library(stack_libuv INTERFACE)
@@ -19,6 +25,9 @@ else()
   find_package(CURL REQUIRED)
   add_library(stack_libcurl INTERFACE)
   target_link_libraries(stack_libcurl INTERFACE CURL::libcurl)
+  pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
+  add_library(stack_cares INTERFACE)
+  target_link_libraries(stack_cares INTERFACE PkgConfig::CARES)
 endif()
 
 # llhttp: an explicit source dir wins; then an installed llhttp (CMake package); then the C

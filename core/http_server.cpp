@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <new>
@@ -12,8 +13,8 @@ namespace core {
 
 using block = http_server::pool::block;
 
-// Largest answer one request can produce: head + the handler's whole body scratch.
-static constexpr size_t kMaxResponse = http_server::max_body + 1024;
+// Largest answer one request puts in the connection's block: head + an inline body.
+static constexpr size_t kMaxResponse = http_server::inline_body + 1024;
 
 struct http_conn {
   uv_tcp_t tcp{};
@@ -26,6 +27,8 @@ struct http_conn {
   block* target = nullptr;  // request-target, copied as it arrives (it may straddle reads)
   block* out = nullptr;     // gathered answers not yet written
   block* in = nullptr;      // input parked while a write is in flight
+  char* big = nullptr;      // a body over inline_body, written after c->out (its own buffer)
+  size_t big_len = 0;
   uint32_t target_len = 0;
   uint32_t out_len = 0;
   uint32_t in_len = 0;
@@ -89,6 +92,12 @@ struct http_server::internals {
     b = nullptr;
   }
 
+  static void release_big(http_conn* c) {
+    free(c->big);
+    c->big = nullptr;
+    c->big_len = 0;
+  }
+
   // Never frees: memory goes back only in the close callback, after libuv is done with it.
   static void close_conn(http_conn* c) {
     if (c->closing) return;
@@ -102,6 +111,7 @@ struct http_server::internals {
     release(s, c->target);
     release(s, c->out);
     release(s, c->in);
+    release_big(c);
     if (c->in_request) --s.in_flight_;
     unlink(s, c);
     delete c;
@@ -450,8 +460,9 @@ struct http_server::internals {
     release(srv(c), c->target);
     c->target_len = 0;
     if (c->stop_parsing) return HPE_PAUSED;
-    // Keep room for the next answer; otherwise pause so the block can be flushed first.
-    if (block_size - c->out_len < kMaxResponse) return HPE_PAUSED;
+    // Keep room for the next answer; otherwise pause so the block can be flushed first. A big
+    // body must go out before anything that follows it.
+    if (block_size - c->out_len < kMaxResponse || c->big != nullptr) return HPE_PAUSED;
     return 0;
   }
 
@@ -480,6 +491,21 @@ struct http_server::internals {
     http_server& s = srv(c);
     if (c->out == nullptr) c->out = s.pool_.acquire();
     buf_writer w(c->out->data + c->out_len, block_size - c->out_len);
+    // A body too large for the block gets a buffer of its own, written right after the head.
+    bool big = !head_only && body.size() > inline_body;
+    if (big) {
+      c->big = static_cast<char*>(malloc(body.size()));
+      if (c->big == nullptr) {
+        log_event("ERROR", "no memory for a response body bytes=%zu", body.size());
+        status = 500;
+        body = "{\"error\":\"internal error\"}";
+        big = false;
+        keep_alive = false;
+      } else {
+        memcpy(c->big, body.data(), body.size());
+        c->big_len = body.size();
+      }
+    }
     response_head h;
     h.status = status;
     h.content_type = content_type;
@@ -490,7 +516,7 @@ struct http_server::internals {
     h.common_headers = s.config_.common_headers;
     h.extra_headers = extra;
     write_response_head(w, h);
-    if (!head_only) w.put(body);
+    if (!head_only && !big) w.put(body);
     if (!w.overflow) {
       c->out_len += static_cast<uint32_t>(w.len);
     } else {
@@ -531,13 +557,13 @@ struct http_server::internals {
     bool http10 = p->http_major == 1 && p->http_minor == 0;
 
     http_reply reply;
-    reply.body = buf_writer(s.body_buf_, sizeof s.body_buf_);
+    reply.body = buf_writer(s.body_buf_.get(), s.config_.max_response_body);
     s.handler_(s.ctx_, req, reply);
     if (reply.body.overflow) {
       log_event("ERROR", "response body too large target_bytes=%zu", req.target.size());
       reply = http_reply{};
       reply.status = 500;
-      reply.body = buf_writer(s.body_buf_, sizeof s.body_buf_);
+      reply.body = buf_writer(s.body_buf_.get(), s.config_.max_response_body);
       reply.body.put("{\"error\":\"internal error\"}");
     }
     append_response(c, reply.status, reply.content_type, reply.extra_headers, reply.body.view(),
@@ -586,12 +612,16 @@ struct http_server::internals {
       if (c->close_after_write) finish_connection(c);
       return !c->close_after_write;
     }
-    uv_buf_t b = uv_buf_init(c->out->data, c->out_len);
+    uv_buf_t b[2] = {uv_buf_init(c->out->data, c->out_len),
+                     uv_buf_init(c->big, static_cast<unsigned>(c->big_len))};
+    unsigned nbufs = c->big != nullptr ? 2 : 1;
+    size_t total = c->out_len + c->big_len;
     auto* stream = reinterpret_cast<uv_stream_t*>(&c->tcp);
-    int n = uv_try_write(stream, &b, 1);
-    if (n == static_cast<int>(c->out_len)) {
+    int n = uv_try_write(stream, b, nbufs);
+    if (n >= 0 && static_cast<size_t>(n) == total) {
       c->out_len = 0;
       release(srv(c), c->out);
+      release_big(c);
       c->last_active = now(c);
       if (c->close_after_write) {
         finish_connection(c);
@@ -605,8 +635,17 @@ struct http_server::internals {
     }
     if (n < 0) n = 0;
     // The socket pushed back: one uv_write for the rest; stop reading until it completes.
-    b = uv_buf_init(c->out->data + n, c->out_len - static_cast<unsigned>(n));
-    if (uv_write(&c->write_req, stream, &b, 1, on_write) != 0) {
+    uv_buf_t* rest = b;
+    auto done = static_cast<size_t>(n);
+    if (done >= c->out_len) {  // only part of the big body is left
+      b[1] = uv_buf_init(c->big + (done - c->out_len),
+                         static_cast<unsigned>(c->big_len - (done - c->out_len)));
+      rest = &b[1];
+      nbufs = 1;
+    } else {
+      b[0] = uv_buf_init(c->out->data + done, c->out_len - static_cast<unsigned>(done));
+    }
+    if (uv_write(&c->write_req, stream, rest, nbufs, on_write) != 0) {
       close_conn(c);
       return false;
     }
@@ -620,6 +659,7 @@ struct http_server::internals {
     c->writing = false;
     c->out_len = 0;
     release(srv(c), c->out);
+    release_big(c);
     if (c->closing) return;
     if (status < 0) {
       close_conn(c);
@@ -761,6 +801,8 @@ http_server::http_server(uv_loop_t* loop, const http_server_config& config, http
                          void* ctx)
     : loop_(loop), config_(config), handler_(handler), ctx_(ctx), pool_(256) {
   if (config_.max_target_bytes > block_size) config_.max_target_bytes = block_size;
+  if (config_.max_response_body < inline_body) config_.max_response_body = inline_body;
+  body_buf_.reset(new char[config_.max_response_body]);
   uv_timer_init(loop_, &sweep_);
   sweep_.data = this;
   uv_timer_init(loop_, &deadline_);

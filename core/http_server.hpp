@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include "block_pool.hpp"
@@ -52,6 +53,10 @@ struct http_server_config {
   uint64_t max_body_bytes = 1024 * 1024;  // request body; larger -> 413
   uint32_t max_header_bytes = 16 * 1024;  // all header fields and values; larger -> 431
   uint32_t max_headers = 100;             // header fields; more -> 431
+  // The handler's body scratch. Bodies up to http_server::inline_body go out from the
+  // connection's pooled block; larger ones (the sidecar's /metrics with many replicas) are
+  // copied to a buffer of their own for the write, allocated for that answer only.
+  size_t max_response_body = 8 * 1024;
   bool access_log = true;
   // Complete "Name: value\r\n" lines added to every answer, errors included (static storage).
   std::string_view common_headers;
@@ -66,7 +71,7 @@ struct http_conn;
 class http_server {
  public:
   static constexpr size_t block_size = 16 * 1024;
-  static constexpr size_t max_body = 8 * 1024;  // handler's body scratch
+  static constexpr size_t inline_body = 8 * 1024;  // largest body written from the block
 
   http_server(uv_loop_t* loop, const http_server_config& config, http_handler handler, void* ctx);
   ~http_server();
@@ -116,7 +121,7 @@ class http_server {
   size_t in_flight_ = 0;  // requests begun and not yet answered
   pool pool_;
   char read_buf_[block_size];
-  char body_buf_[max_body];
+  std::unique_ptr<char[]> body_buf_;  // config_.max_response_body bytes
   int64_t date_sec_ = -1;
   char date_[30] = "";
 };

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev node-llhttp
+  build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libc-ares-dev node-llhttp
   libgtest-dev libgmock-dev clang clang-format libclang-rt-14-dev
   # tests
   python3 python3-pytest python3-requests curl ca-certificates prometheus

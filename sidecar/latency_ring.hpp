@@ -42,6 +42,7 @@ class latency_ring {
   }
 
   void push(const poll_sample& s);
+  void clear() { next_ = size_ = 0; }
   // Statistics of the samples with now_ms - window_ms < at_ms <= now_ms.
   // Percentiles are nearest-rank over a scratch array sized with the ring: no allocation.
   window_stats window(uint64_t now_ms, uint64_t window_ms);

@@ -1,10 +1,13 @@
 // sidecar: polls hello's /health on a fixed schedule and prints window reports and alerts.
 //   configuration -> core/config, HTTP polling -> sidecar/poller (curl multi on libuv),
+//   replicas -> sidecar/resolver (c-ares on libuv) + sidecar/watched_target,
 //   samples -> sidecar/latency_ring, line formats -> sidecar/report, loop -> core/loop.
+#include <ares.h>
 #include <curl/curl.h>
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string_view>
 
 #include "config.hpp"
@@ -13,7 +16,8 @@
 #include "loop.hpp"
 #include "poller.hpp"
 #include "report.hpp"
-#include "target_monitor.hpp"
+#include "resolver.hpp"
+#include "watched_target.hpp"
 
 namespace {
 
@@ -28,6 +32,10 @@ enum {
   opt_slow,
   opt_log_format,
   opt_metrics_listen,
+  opt_replicas,
+  opt_max_replicas,
+  opt_dns_server,
+  opt_probes,
   opt_count
 };
 
@@ -51,12 +59,25 @@ core::cli_option g_options[opt_count] = {
      "text: key=value lines; json: one JSON object per line"},
     {"--metrics-listen", "SIDECAR_METRICS_LISTEN", ":9100", "HOST:PORT|off",
      "serve Prometheus metrics on GET /metrics here (off: no listener)"},
+    {"--replicas", "SIDECAR_REPLICAS", "on", "on|off",
+     "resolve the target's host every poll and probe each of its addresses as a replica"},
+    {"--max-replicas", "SIDECAR_MAX_REPLICAS", "16", "N",
+     "replicas followed at most (addresses beyond are not probed; a warning says so)"},
+    {"--dns-server", "SIDECAR_DNS_SERVER", nullptr, "IP[:PORT][,...]",
+     "resolve replicas with these servers only (default: /etc/resolv.conf and /etc/hosts)"},
+    {"--probes", "SIDECAR_PROBES", "", "URL[,URL...]",
+     "external URLs (http or https) probed on the same schedule: up (2xx) or down, and time"},
 };
+
+constexpr size_t kMaxProbes = 32;
 
 struct monitor {
   core::event_loop* loop;
   sidecar::poller* poller;
-  sidecar::target_monitor* target;
+  sidecar::resolver* resolver;
+  sidecar::watched_target** targets;  // the main target first, then the probes
+  size_t target_count;
+  sidecar::metrics_series* series;  // scratch for a scrape, sized at start-up
   uint64_t interval_ms;
   uint64_t window_ms;
   uint64_t start_ms;
@@ -73,7 +94,8 @@ void schedule_poll(monitor* m);
 
 void on_poll_timer(uv_timer_t* t) {
   auto* m = static_cast<monitor*>(t->data);
-  if (!m->poller->start()) core::log_event("WARN", "poll skipped: previous poll still running");
+  uint64_t now = uv_now(m->loop->uv());
+  for (size_t i = 0; i < m->target_count; ++i) m->targets[i]->poll(now);
   ++m->polls_started;
   schedule_poll(m);
 }
@@ -88,7 +110,8 @@ void schedule_report(monitor* m);
 
 void on_report_timer(uv_timer_t* t) {
   auto* m = static_cast<monitor*>(t->data);
-  m->target->report(uv_now(m->loop->uv()));
+  uint64_t now = uv_now(m->loop->uv());
+  for (size_t i = 0; i < m->target_count; ++i) m->targets[i]->report(now);
   schedule_report(m);
 }
 
@@ -99,18 +122,54 @@ void schedule_report(monitor* m) {
   uv_timer_start(&m->report_timer, on_report_timer, due > now ? due - now : 0, 0);
 }
 
-void on_result(void* ctx, const sidecar::poll_result& result) {
-  auto* m = static_cast<monitor*>(ctx);
-  m->target->record(result, uv_now(m->loop->uv()));
-}
-
 void on_stop_signal(void* ctx, int signum) {
   auto* m = static_cast<monitor*>(ctx);
   core::log_event("SIGNAL", "name=%s action=stop", core::signal_name(signum));
   uv_close(reinterpret_cast<uv_handle_t*>(&m->poll_timer), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&m->report_timer), nullptr);
   m->poller->close();
+  m->resolver->close();
   if (m->metrics_server != nullptr) m->metrics_server->drain(nullptr, nullptr);
+}
+
+// Per target: state, replicas, DNS failures; then every replica's and probe's own series.
+void write_metrics(const monitor& m, core::buf_writer& w) {
+  core::prom_writer p(w);
+  p.family("sidecar_target_info", "gauge",
+           "1 per watched URL; kind is health (the /health target) or http (an external probe).");
+  for (size_t i = 0; i < m.target_count; ++i) {
+    const sidecar::watched_target& t = *m.targets[i];
+    p.sample("sidecar_target_info",
+             {{"target", t.url()},
+              {"kind", t.kind() == sidecar::check_kind::http ? "http" : "health"},
+              {"replicas", t.follows_replicas() ? "on" : "off"}},
+             1);
+  }
+  p.family("sidecar_target_state", "gauge",
+           "1 for the target's current state over its replicas: unknown, healthy, degraded or "
+           "down.");
+  for (size_t i = 0; i < m.target_count; ++i) {
+    const sidecar::watched_target& t = *m.targets[i];
+    for (sidecar::health_state s : {sidecar::health_state::unknown, sidecar::health_state::healthy,
+                                    sidecar::health_state::degraded, sidecar::health_state::down}) {
+      p.sample("sidecar_target_state", {{"target", t.url()}, {"state", sidecar::state_name(s)}},
+               s == t.state() ? 1 : 0);
+    }
+  }
+  p.family("sidecar_target_replicas", "gauge", "Addresses of the target being probed now.");
+  for (size_t i = 0; i < m.target_count; ++i) {
+    const sidecar::watched_target& t = *m.targets[i];
+    p.sample_int("sidecar_target_replicas", {{"target", t.url()}}, t.replica_count());
+  }
+  p.family("sidecar_dns_failures_total", "counter",
+           "Polls whose lookup of the target's host failed (replicas followed only).");
+  for (size_t i = 0; i < m.target_count; ++i) {
+    const sidecar::watched_target& t = *m.targets[i];
+    p.sample_int("sidecar_dns_failures_total", {{"target", t.url()}}, t.dns_failures());
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < m.target_count; ++i) n += m.targets[i]->series(m.series + n);
+  sidecar::write_probe_metrics(w, m.series, n, m.window_ms);
 }
 
 void serve_metrics(void* ctx, const core::http_request& req, core::http_reply& reply) {
@@ -128,11 +187,10 @@ void serve_metrics(void* ctx, const core::http_request& req, core::http_reply& r
     return;
   }
   reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  const sidecar::target_monitor& t = *m->target;
-  t.metrics().write(reply.body, t.target(), t.state(), t.window_ms());
+  write_metrics(*m, reply.body);
 }
 
-void validate_url(const char* url) {
+void validate_url(const char* url, const core::cli_option& option) {
   CURLU* u = curl_url();
   CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
   char* scheme = nullptr;
@@ -145,8 +203,27 @@ void validate_url(const char* url) {
   curl_free(host);
   curl_url_cleanup(u);
   if (!ok) {
-    core::option_fail(g_options[opt_target], "not an http:// or https:// URL with a host");
+    char why[512];
+    snprintf(why, sizeof why, "'%.400s' is not an http:// or https:// URL with a host", url);
+    core::option_fail(option, why);
   }
+}
+
+// SIDECAR_PROBES: URLs separated by commas or white space, split in place (start-up only).
+size_t split_probes(char* list, const char** out, size_t max) {
+  size_t n = 0;
+  char* save = nullptr;
+  for (char* tok = strtok_r(list, ", \t\n", &save); tok != nullptr;
+       tok = strtok_r(nullptr, ", \t\n", &save)) {
+    if (n == max) {
+      char why[64];
+      snprintf(why, sizeof why, "more than %zu URLs", max);
+      core::option_fail(g_options[opt_probes], why);
+    }
+    validate_url(tok, g_options[opt_probes]);
+    out[n++] = tok;
+  }
+  return n;
 }
 
 }  // namespace
@@ -158,8 +235,11 @@ int main(int argc, char** argv) {
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     core::config_fail("libcurl initialisation failed");
   }
+  if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
+    core::config_fail("c-ares initialisation failed");
+  }
   const char* target = g_options[opt_target].value;
-  validate_url(target);
+  validate_url(target, g_options[opt_target]);
   uint64_t interval_ms = core::option_duration(g_options[opt_interval], 1);
   uint64_t window_ms = core::option_duration(g_options[opt_window], 1);
   if (interval_ms >= window_ms) {
@@ -183,6 +263,14 @@ int main(int argc, char** argv) {
   uint64_t fail_after = core::option_uint(g_options[opt_fail_after], 1, 1000000);
   uint64_t recover_after = core::option_uint(g_options[opt_recover_after], 1, 1000000);
   uint64_t slow_ms = core::option_duration(g_options[opt_slow], 0);
+  bool follow_replicas = core::option_on_off(g_options[opt_replicas]);
+  uint64_t max_replicas = core::option_uint(g_options[opt_max_replicas], 1, 256);
+  const char* dns_server = g_options[opt_dns_server].value;
+  if (dns_server != nullptr && dns_server[0] == '\0') dns_server = nullptr;
+  std::unique_ptr<char[]> probe_text(new char[strlen(g_options[opt_probes].value) + 1]);
+  strcpy(probe_text.get(), g_options[opt_probes].value);
+  const char* probe_urls[kMaxProbes];
+  size_t probe_count = split_probes(probe_text.get(), probe_urls, kMaxProbes);
   std::string_view metrics_listen = g_options[opt_metrics_listen].value;
   char metrics_host[64] = "";
   int metrics_port = 0;
@@ -201,23 +289,49 @@ int main(int argc, char** argv) {
   }
 
   core::event_loop loop;
-  sidecar::target_monitor watched(target, window_ms, interval_ms, static_cast<uint32_t>(fail_after),
-                                  static_cast<uint32_t>(recover_after), slow_ms);
+  // Everything watched, sized once: the main target's replica slots, one slot per probe.
+  size_t target_count = 1 + probe_count;
+  size_t transfers = (follow_replicas ? max_replicas : 1) + probe_count;
+  sidecar::poller poller(loop.uv(), timeout_ms, transfers);
+  sidecar::resolver resolver(loop.uv());
+  std::unique_ptr<std::unique_ptr<sidecar::watched_target>[]> watched(
+      new std::unique_ptr<sidecar::watched_target>[target_count]);
+  std::unique_ptr<sidecar::watched_target*[]> targets(new sidecar::watched_target*[target_count]);
+  const char* error = nullptr;
+  bool ok = poller.init(&error) && resolver.init(dns_server, timeout_ms, &error);
+  for (size_t i = 0; ok && i < target_count; ++i) {
+    sidecar::watch_options o;
+    o.url = i == 0 ? target : probe_urls[i - 1];
+    o.kind = i == 0 ? sidecar::check_kind::health : sidecar::check_kind::http;
+    o.replicas = i == 0 && follow_replicas;
+    o.max_replicas = o.replicas ? max_replicas : 1;
+    o.window_ms = window_ms;
+    o.interval_ms = interval_ms;
+    o.slow_ms = slow_ms;
+    o.fail_after = static_cast<uint32_t>(fail_after);
+    o.recover_after = static_cast<uint32_t>(recover_after);
+    watched[i].reset(new sidecar::watched_target(poller, &resolver, o));
+    targets[i] = watched[i].get();
+    ok = watched[i]->init(&error);
+  }
+  if (!ok) {
+    poller.close();
+    resolver.close();
+    loop.run();
+    core::config_fail("cannot set up polling: %s", error);
+  }
+  size_t max_series = 0;
+  for (size_t i = 0; i < target_count; ++i) max_series += targets[i]->max_series();
+  std::unique_ptr<sidecar::metrics_series[]> series(new sidecar::metrics_series[max_series]);
+
   // The schedule's origin: now, or a random moment within the jitter.
   uint64_t offset =
       jitter_ms > 0
           ? (uv_hrtime() ^ static_cast<uint64_t>(uv_os_getpid()) * 0x9e3779b97f4a7c15ULL) %
                 jitter_ms
           : 0;
-  monitor m{&loop, nullptr, &watched, interval_ms, window_ms, uv_now(loop.uv()) + offset, nullptr};
-  sidecar::poller poller(loop.uv(), target, timeout_ms, on_result, &m);
-  m.poller = &poller;
-  const char* error = nullptr;
-  if (!poller.init(&error)) {
-    poller.close();
-    loop.run();
-    core::config_fail("cannot set up polling: %s", error);
-  }
+  monitor m{&loop,       &poller,   &resolver, targets.get(), target_count,
+            series.get(), interval_ms, window_ms, uv_now(loop.uv()) + offset, nullptr};
 
   char interval[32], window[32], timeout[32];
   core::format_duration(interval_ms, interval, sizeof interval);
@@ -232,13 +346,21 @@ int main(int argc, char** argv) {
       log_field::word("timeout", timeout),
       log_field::num("fail_after", fail_after),
       log_field::num("recover_after", recover_after),
-      log_field::num("ring", watched.ring().capacity()),
+      log_field::num("ring", sidecar::latency_ring::capacity_for(window_ms, interval_ms)),
+      log_field::word("replicas", targets[0]->follows_replicas() ? "on" : "off"),
+      log_field::num("probes", probe_count),
   };
   core::log_fields("START", start);
+  for (size_t i = 0; i < probe_count; ++i) {
+    log_field probe[] = {log_field::word("target", probe_urls[i])};
+    core::log_fields("PROBE", probe);
+  }
 
   core::http_server_config server_config;
   server_config.access_log = false;  // scrapes every few seconds would drown the reports
   server_config.max_connections = 64;
+  // Many replicas and probes make a large exposition; it is written from its own buffer.
+  server_config.max_response_body = 1024 * 1024;
   // The sidecar promises to stop within a second; a stalled scrape must not hold it up.
   server_config.drain_timeout_ms = 500;
   core::http_server metrics_server(loop.uv(), server_config, serve_metrics, &m);
@@ -248,6 +370,7 @@ int main(int argc, char** argv) {
                       uv_err_name(rc));
       metrics_server.drain(nullptr, nullptr);
       poller.close();
+      resolver.close();
       loop.run();
       core::log_flush();
       fprintf(stderr, "sidecar: error: cannot listen on %s:%d for metrics: %s\n", metrics_host,
@@ -269,6 +392,7 @@ int main(int argc, char** argv) {
   loop.watch_signals(on_stop_signal, &m);
 
   int rc = loop.run();
+  ares_library_cleanup();
   curl_global_cleanup();
   core::log_event("EXIT", "code=%d", rc == 0 ? 0 : 1);
   return rc == 0 ? 0 : 1;

@@ -38,7 +38,7 @@ struct poller::internals {
     if (sc == nullptr) {
       sc = acquire_socket(self, fd);
       if (sc == nullptr) {
-        core::log_event("ERROR", "too many sockets max=%zu", max_sockets);
+        core::log_event("ERROR", "too many sockets max=%zu", self->max_sockets_);
         return -1;
       }
       curl_multi_assign(self->multi_, fd, sc);
@@ -51,7 +51,8 @@ struct poller::internals {
   }
 
   static socket_ctx* acquire_socket(poller* self, curl_socket_t fd) {
-    for (socket_ctx& sc : self->sockets_) {
+    for (size_t i = 0; i < self->max_sockets_; ++i) {
+      socket_ctx& sc = self->sockets_[i];
       if (sc.in_use) continue;
       if (uv_poll_init_socket(self->loop_, &sc.poll, fd) != 0) return nullptr;
       sc.in_use = true;
@@ -104,14 +105,18 @@ struct poller::internals {
   }
 
   static size_t on_body(char* data, size_t size, size_t n, void* userp) {
-    auto* self = static_cast<poller*>(userp);
+    auto* t = static_cast<transfer*>(userp);
     size_t len = size * n;
-    if (len > max_body - self->body_len_) {
-      self->body_overflow_ = true;
+    if (t->kind_ == check_kind::http) {
+      t->body_len_ += len;  // a web page: read and dropped, so any size costs nothing
+      return len;
+    }
+    if (len > transfer::max_body - t->body_len_) {
+      t->body_overflow_ = true;
       return 0;  // aborts the transfer: the target is not a health endpoint we can trust
     }
-    memcpy(self->body_ + self->body_len_, data, len);
-    self->body_len_ += len;
+    memcpy(t->body_ + t->body_len_, data, len);
+    t->body_len_ += len;
     return len;
   }
 
@@ -120,24 +125,27 @@ struct poller::internals {
   static void check_done(poller* self) {
     CURLMsg* msg = nullptr;
     int left = 0;
-    while ((msg = curl_multi_info_read(self->multi_, &left)) != nullptr) {
+    while (!self->closed_ && (msg = curl_multi_info_read(self->multi_, &left)) != nullptr) {
       if (msg->msg != CURLMSG_DONE) continue;
       CURLcode code = msg->data.result;
+      transfer* t = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
       curl_multi_remove_handle(self->multi_, msg->easy_handle);
-      self->in_flight_ = false;
+      if (t == nullptr) continue;
+      t->in_flight_ = false;
       poll_result r;
-      classify(self, code, r);
-      self->on_result_(self->ctx_, r);
+      classify(self, *t, code, r);
+      t->on_result_(t->ctx_, r);
     }
   }
 
-  static void classify(poller* self, CURLcode code, poll_result& r) {
+  static void classify(poller* self, transfer& t, CURLcode code, poll_result& r) {
     curl_off_t total_us = 0;
-    curl_easy_getinfo(self->easy_, CURLINFO_TOTAL_TIME_T, &total_us);
+    curl_easy_getinfo(t.easy_, CURLINFO_TOTAL_TIME_T, &total_us);
     r.rtt = static_cast<double>(total_us) / 1e6;
-    curl_easy_getinfo(self->easy_, CURLINFO_RESPONSE_CODE, &r.http_status);
+    curl_easy_getinfo(t.easy_, CURLINFO_RESPONSE_CODE, &r.http_status);
     r.has_rtt = r.http_status != 0;
-    const char* why = self->curl_error_[0] != '\0' ? self->curl_error_ : curl_easy_strerror(code);
+    const char* why = t.curl_error_[0] != '\0' ? t.curl_error_ : curl_easy_strerror(code);
     switch (code) {
       case CURLE_OK: break;
       case CURLE_OPERATION_TIMEDOUT:
@@ -151,9 +159,9 @@ struct poller::internals {
         snprintf(r.detail, sizeof r.detail, "%s", why);
         return;
       case CURLE_WRITE_ERROR:
-        if (self->body_overflow_) {
+        if (t.body_overflow_) {
           r.result = outcome::body;
-          snprintf(r.detail, sizeof r.detail, "body larger than %zu bytes", max_body);
+          snprintf(r.detail, sizeof r.detail, "body larger than %zu bytes", transfer::max_body);
           return;
         }
         [[fallthrough]];
@@ -162,17 +170,24 @@ struct poller::internals {
         snprintf(r.detail, sizeof r.detail, "%s", why);
         return;
     }
+    if (t.kind_ == check_kind::http) {
+      if (r.http_status < 200 || r.http_status > 299) {
+        r.result = outcome::status;
+        snprintf(r.detail, sizeof r.detail, "HTTP %ld", r.http_status);
+      }
+      return;
+    }
     if (r.http_status != 200) {
       r.result = outcome::status;
       snprintf(r.detail, sizeof r.detail, "HTTP %ld", r.http_status);
       return;
     }
     health_reading reading;
-    if (const char* err = parse_health(std::string_view(self->body_, self->body_len_), &reading)) {
+    if (const char* err = parse_health(std::string_view(t.body_, t.body_len_), &reading)) {
       r.result = outcome::body;
       // The raw start of the body; the log line escapes it (once) for text or JSON.
-      int shown = static_cast<int>(self->body_len_ < 40 ? self->body_len_ : 40);
-      snprintf(r.detail, sizeof r.detail, "%s: %.*s", err, shown, self->body_);
+      int shown = static_cast<int>(t.body_len_ < 40 ? t.body_len_ : 40);
+      snprintf(r.detail, sizeof r.detail, "%s: %.*s", err, shown, t.body_);
       return;
     }
     r.has_latency = true;
@@ -185,9 +200,14 @@ struct poller::internals {
   }
 };
 
-poller::poller(uv_loop_t* loop, const char* url, uint64_t timeout_ms, result_fn on_result,
-               void* ctx)
-    : loop_(loop), url_(url), timeout_ms_(timeout_ms), on_result_(on_result), ctx_(ctx) {}
+poller::poller(uv_loop_t* loop, uint64_t timeout_ms, size_t max_transfers)
+    : loop_(loop),
+      timeout_ms_(timeout_ms),
+      max_transfers_(max_transfers),
+      // A connection per transfer, plus room for reconnects whose old socket is still closing.
+      max_sockets_(2 * max_transfers + 4),
+      transfers_(new transfer*[max_transfers]()),
+      sockets_(new socket_ctx[2 * max_transfers + 4]()) {}
 
 poller::~poller() {
   close();
@@ -196,9 +216,9 @@ poller::~poller() {
 bool poller::init(const char** error) {
   uv_timer_init(loop_, &timer_);
   timer_.data = this;
+  timer_open_ = true;
   multi_ = curl_multi_init();
-  easy_ = curl_easy_init();
-  if (multi_ == nullptr || easy_ == nullptr) {
+  if (multi_ == nullptr) {
     *error = "libcurl initialisation failed";
     return false;
   }
@@ -206,22 +226,50 @@ bool poller::init(const char** error) {
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, internals::on_timer_change);
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+  // Keep one idle connection per replica and probe: polls reuse them (keep-alive).
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(max_transfers_ + 4));
   headers_ = curl_slist_append(nullptr, "Accept: application/json");
+  return true;
+}
+
+bool poller::add(transfer& t, const char* url, check_kind kind, transfer::result_fn on_result,
+                 void* ctx, const char** error) {
+  if (transfer_count_ == max_transfers_) {
+    *error = "too many transfers";
+    return false;
+  }
+  t.easy_ = curl_easy_init();
+  if (t.easy_ == nullptr) {
+    *error = "libcurl initialisation failed";
+    return false;
+  }
+  transfers_[transfer_count_++] = &t;
+  t.owner_ = this;
+  t.kind_ = kind;
+  t.on_result_ = on_result;
+  t.ctx_ = ctx;
   CURLcode rc = CURLE_OK;
   auto set = [&](CURLoption opt, auto value) {
-    if (rc == CURLE_OK) rc = curl_easy_setopt(easy_, opt, value);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(t.easy_, opt, value);
   };
-  set(CURLOPT_URL, url_);
+  set(CURLOPT_URL, url);
+  set(CURLOPT_PRIVATE, static_cast<void*>(&t));
   set(CURLOPT_PROTOCOLS_STR, "http,https");
   set(CURLOPT_NOSIGNAL, 1L);
   set(CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms_));
   set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout_ms_));
   set(CURLOPT_USERAGENT, "hello-sidecar/" STACK_VERSION);
-  set(CURLOPT_HTTPHEADER, headers_);
   set(CURLOPT_WRITEFUNCTION, internals::on_body);
-  set(CURLOPT_WRITEDATA, this);
-  set(CURLOPT_ERRORBUFFER, curl_error_);
-  set(CURLOPT_FOLLOWLOCATION, 0L);
+  set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
+  set(CURLOPT_ERRORBUFFER, t.curl_error_);
+  if (kind == check_kind::health) {
+    set(CURLOPT_HTTPHEADER, headers_);
+    set(CURLOPT_FOLLOWLOCATION, 0L);
+  } else {
+    set(CURLOPT_FOLLOWLOCATION, 1L);
+    set(CURLOPT_MAXREDIRS, 5L);
+    set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  }
   if (rc != CURLE_OK) {
     *error = curl_easy_strerror(rc);
     return false;
@@ -229,36 +277,57 @@ bool poller::init(const char** error) {
   return true;
 }
 
-bool poller::start() {
-  if (in_flight_ || closed_) return false;
-  body_len_ = 0;
-  body_overflow_ = false;
-  curl_error_[0] = '\0';
-  if (curl_multi_add_handle(multi_, easy_) != CURLM_OK) return false;
-  in_flight_ = true;
+bool poller::pin_address(transfer& t, const char* address) {
+  if (t.in_flight_ || t.easy_ == nullptr) return false;
+  curl_slist_free_all(t.connect_to_);
+  t.connect_to_ = nullptr;
+  if (address != nullptr) {
+    // "HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT" with HOST and PORT empty: any URL.
+    char line[96];
+    snprintf(line, sizeof line, "::%s", address);
+    t.connect_to_ = curl_slist_append(nullptr, line);
+    if (t.connect_to_ == nullptr) return false;
+  }
+  return curl_easy_setopt(t.easy_, CURLOPT_CONNECT_TO, t.connect_to_) == CURLE_OK;
+}
+
+bool poller::start(transfer& t) {
+  if (t.in_flight_ || closed_ || t.easy_ == nullptr) return false;
+  t.body_len_ = 0;
+  t.body_overflow_ = false;
+  t.curl_error_[0] = '\0';
+  if (curl_multi_add_handle(multi_, t.easy_) != CURLM_OK) return false;
+  t.in_flight_ = true;
   return true;
 }
 
 void poller::close() {
   if (closed_) return;
   closed_ = true;
-  if (multi_ != nullptr) {
+  for (size_t i = 0; i < transfer_count_; ++i) {
+    transfer& t = *transfers_[i];
     // Removing a running transfer closes its connection; curl reports the socket as REMOVE.
-    if (in_flight_ && easy_ != nullptr) curl_multi_remove_handle(multi_, easy_);
-    in_flight_ = false;
-    curl_multi_cleanup(multi_);
-    multi_ = nullptr;
+    if (t.in_flight_ && multi_ != nullptr) curl_multi_remove_handle(multi_, t.easy_);
+    t.in_flight_ = false;
   }
-  if (easy_ != nullptr) curl_easy_cleanup(easy_);
-  easy_ = nullptr;
+  if (multi_ != nullptr) curl_multi_cleanup(multi_);
+  multi_ = nullptr;
+  for (size_t i = 0; i < transfer_count_; ++i) {
+    transfer& t = *transfers_[i];
+    if (t.easy_ != nullptr) curl_easy_cleanup(t.easy_);
+    t.easy_ = nullptr;
+    curl_slist_free_all(t.connect_to_);
+    t.connect_to_ = nullptr;
+  }
+  transfer_count_ = 0;
   curl_slist_free_all(headers_);
   headers_ = nullptr;
   // Anything curl did not hand back (it should have) is closed here.
-  for (socket_ctx& sc : sockets_) {
-    if (sc.in_use) internals::release_socket(&sc);
+  for (size_t i = 0; i < max_sockets_; ++i) {
+    if (sockets_[i].in_use) internals::release_socket(&sockets_[i]);
   }
   auto* t = reinterpret_cast<uv_handle_t*>(&timer_);
-  if (t->loop != nullptr && !uv_is_closing(t)) uv_close(t, nullptr);
+  if (timer_open_ && !uv_is_closing(t)) uv_close(t, nullptr);
 }
 
 }  // namespace sidecar

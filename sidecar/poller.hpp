@@ -1,9 +1,11 @@
-// One HTTP GET at a time against the target, with libcurl's multi interface driven by the libuv
-// loop: curl's socket callback maps to uv_poll handles, its timer callback to one uv_timer.
+// HTTP GETs with libcurl's multi interface driven by the libuv loop: curl's socket callback
+// maps to uv_poll handles, its timer callback to one uv_timer. Many transfers (one per replica
+// and per external probe) share the multi handle, its connection cache and the loop.
 //
-// Why a fixed pool of poll contexts: libcurl opens sockets on its own schedule (a reconnect, the
-// resolver); each needs a uv_poll_t whose memory may be reused only after its close callback.
-// A small array with an in-use flag gives that without allocating per poll.
+// Why fixed pools: libcurl opens sockets on its own schedule (a reconnect, the resolver); each
+// needs a uv_poll_t whose memory may be reused only after its close callback. An array sized at
+// start-up with an in-use flag gives that without allocating per poll; so does a transfer
+// owning its easy handle and body buffer for the life of the process.
 #pragma once
 
 #include <curl/curl.h>
@@ -11,11 +13,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace sidecar {
 
 enum class outcome : uint8_t { ok, status, unhealthy, slow, timeout, connect, dns, body };
+inline constexpr size_t outcome_count = 8;
 const char* outcome_name(outcome o);
+
+// What a good answer is. health: 200 with a /health body ({"healthy":true,"latency":...});
+// http: any 2xx after at most 5 redirects (an external probe; the body is read and dropped).
+enum class check_kind : uint8_t { health, http };
 
 struct poll_result {
   outcome result = outcome::ok;
@@ -28,24 +36,55 @@ struct poll_result {
   char detail[CURL_ERROR_SIZE] = "";
 };
 
-class poller {
- public:
+class poller;
+
+// One URL's easy handle and what a GET of it collects. Owned by its caller, set up once.
+struct transfer {
   using result_fn = void (*)(void* ctx, const poll_result& result);
   static constexpr size_t max_body = 16 * 1024;
-  static constexpr size_t max_sockets = 16;
 
-  poller(uv_loop_t* loop, const char* url, uint64_t timeout_ms, result_fn on_result, void* ctx);
+  transfer() = default;
+  transfer(const transfer&) = delete;
+  transfer& operator=(const transfer&) = delete;
+  bool in_flight() const { return in_flight_; }
+
+ private:
+  friend class poller;
+  poller* owner_ = nullptr;
+  CURL* easy_ = nullptr;
+  curl_slist* connect_to_ = nullptr;
+  check_kind kind_ = check_kind::health;
+  bool in_flight_ = false;
+  bool body_overflow_ = false;
+  size_t body_len_ = 0;
+  result_fn on_result_ = nullptr;
+  void* ctx_ = nullptr;
+  char curl_error_[CURL_ERROR_SIZE] = "";
+  char body_[max_body];
+};
+
+class poller {
+ public:
+  poller(uv_loop_t* loop, uint64_t timeout_ms, size_t max_transfers);
   ~poller();
   poller(const poller&) = delete;
   poller& operator=(const poller&) = delete;
 
-  // Sets up the multi and easy handles. Returns false with *error set on failure.
+  // Sets up the multi handle. Returns false with *error set on failure.
   bool init(const char** error);
-  // Starts one GET unless one is already in flight (then returns false).
-  bool start();
-  bool in_flight() const { return in_flight_; }
-  // Aborts any transfer and releases curl and every uv handle; the loop then ends by itself.
+  // Prepares t to GET url (which must outlive t); results go to on_result(ctx, ...).
+  bool add(transfer& t, const char* url, check_kind kind, transfer::result_fn on_result, void* ctx,
+           const char** error);
+  // Connect to this address ("10.0.0.3:8080", "[fd00::3]:8080") instead of resolving the URL's
+  // host; the Host header and TLS name stay the URL's. nullptr: resolve as usual. Only while
+  // the transfer is not in flight. Returns false if curl refused it.
+  bool pin_address(transfer& t, const char* address);
+  // Starts one GET unless that transfer is already in flight (then returns false).
+  bool start(transfer& t);
+  // Aborts every transfer and releases curl and every uv handle; the loop then ends by itself.
   void close();
+  uint64_t timeout_ms() const { return timeout_ms_; }
+  uv_loop_t* loop() const { return loop_; }
 
   struct internals;
 
@@ -59,21 +98,17 @@ class poller {
   };
 
   uv_loop_t* loop_;
-  const char* url_;
   uint64_t timeout_ms_;
-  result_fn on_result_;
-  void* ctx_;
+  size_t max_transfers_;
+  size_t transfer_count_ = 0;
+  size_t max_sockets_;
   CURLM* multi_ = nullptr;
-  CURL* easy_ = nullptr;
   curl_slist* headers_ = nullptr;
   uv_timer_t timer_{};
-  bool in_flight_ = false;
+  bool timer_open_ = false;
   bool closed_ = false;
-  size_t body_len_ = 0;
-  bool body_overflow_ = false;
-  char body_[max_body];
-  char curl_error_[CURL_ERROR_SIZE] = "";
-  socket_ctx sockets_[max_sockets] = {};
+  std::unique_ptr<transfer*[]> transfers_;
+  std::unique_ptr<socket_ctx[]> sockets_;
 };
 
 }  // namespace sidecar

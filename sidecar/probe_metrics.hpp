@@ -1,6 +1,7 @@
-// The sidecar's Prometheus metrics for its target: the last probe (blackbox_exporter's names),
-// counters of probes and failures by reason, a round-trip histogram, and the last window's
-// statistics. Updated once per poll and per report with plain stores; rendered on scrape.
+// The sidecar's Prometheus metrics per probed address (a target's replica, or an external
+// probe): the last probe (blackbox_exporter's names), counters of probes and failures by
+// reason, a round-trip histogram, and the last window's statistics. Updated once per poll and
+// per report with plain stores; rendered on scrape, every family once with a sample per series.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,7 @@ struct probe_metrics {
   outcome last_outcome = outcome::ok;
   // Since start.
   uint64_t probes = 0;
-  uint64_t failures[8] = {};  // by outcome (index 0, ok, unused)
+  uint64_t failures[outcome_count] = {};  // by outcome (index 0, ok, unused)
   core::fixed_histogram<sizeof round_trip_buckets / sizeof round_trip_buckets[0]> round_trips{
       round_trip_buckets};
   // The last completed window (updated at each REPORT).
@@ -34,8 +35,18 @@ struct probe_metrics {
   window_stats window;
 
   void record(const poll_result& r);
-  // Writes the exposition text for `target`, whose current state is `state`.
-  void write(core::buf_writer& w, const char* target, health_state state, uint64_t window_ms) const;
 };
+
+// One labelled set of probe metrics: {target, replica}.
+struct metrics_series {
+  const probe_metrics* metrics;
+  const char* target;
+  const char* replica;
+  health_state state;
+};
+
+// The exposition text of every series, family by family.
+void write_probe_metrics(core::buf_writer& w, const metrics_series* series, size_t n,
+                         uint64_t window_ms);
 
 }  // namespace sidecar

@@ -6,7 +6,14 @@
 
 namespace sidecar {
 
-void target_monitor::record(const poll_result& result, uint64_t now_ms) {
+void target_monitor::reset(const char* replica) {
+  snprintf(replica_, sizeof replica_, "%s", replica);
+  ring_.clear();
+  alerts_ = alert_state(fail_after_, recover_after_);
+  metrics_ = probe_metrics{};
+}
+
+poll_sample target_monitor::record(const poll_result& result, uint64_t now_ms) {
   poll_result r = result;
   if (r.result == outcome::ok && slow_ms_ > 0 && r.rtt * 1e3 > static_cast<double>(slow_ms_)) {
     r.result = outcome::slow;
@@ -23,15 +30,19 @@ void target_monitor::record(const poll_result& result, uint64_t now_ms) {
   ring_.push(s);
   metrics_.record(r);
   alert_step step = alerts_.on_result(r.result, now_ms);
-  if (step.alert) log_alert(r, target_, alerts_.state(), step.consecutive);
-  if (step.recovered) log_recovered(target_, step);
+  if (step.alert) log_alert(r, target_, replica_, alerts_.state(), step.consecutive);
+  if (step.recovered) log_recovered(target_, replica_, step);
+  return s;
 }
 
-window_stats target_monitor::report(uint64_t now_ms) {
+window_stats target_monitor::report(uint64_t now_ms, bool log) {
   window_stats st = ring_.window(now_ms, window_ms_);
   metrics_.window = st;
   metrics_.has_window = true;
-  log_report(st, window_ms_, alerts_.state());
+  if (log) {
+    report_labels who{target_, replica_, 0, kind_};
+    log_report(who, st, window_ms_, alerts_.state());
+  }
   return st;
 }
 

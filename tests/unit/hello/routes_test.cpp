@@ -15,7 +15,7 @@ struct answer {
 };
 
 answer call(app& a, std::string_view target, llhttp_method_t method = HTTP_GET) {
-  static char scratch[core::http_server::max_body];
+  static char scratch[core::http_server::inline_body];
   core::http_request req{};
   req.method = method;
   req.target = target;

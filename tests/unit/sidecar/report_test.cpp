@@ -20,13 +20,14 @@ TEST(Report, WithSamples) {
   st.rtt_p99 = 0.003;
   st.rtt_max = 0.004;
   char out[512];
-  format_report(log_format::text, out, sizeof out, st, 60000, health_state::healthy);
+  report_labels who{"http://h/", "10.0.0.3:8080"};
+  format_report(log_format::text, out, sizeof out, who, st, 60000, health_state::healthy);
   EXPECT_STREQ(out,
-               "window=60s state=healthy samples=6 failures=1 best=0.012345s worst=0.912345s "
+               "target=http://h/ replica=10.0.0.3:8080 window=60s state=healthy samples=6 failures=1 best=0.012345s worst=0.912345s "
                "avg=0.456789s rtt_p50=1.234ms rtt_p95=2.000ms rtt_p99=3.000ms rtt_max=4.000ms");
-  format_report(log_format::json, out, sizeof out, st, 60000, health_state::healthy);
+  format_report(log_format::json, out, sizeof out, who, st, 60000, health_state::healthy);
   EXPECT_STREQ(out,
-               ",\"window\":\"60s\",\"state\":\"healthy\",\"samples\":6,\"failures\":1,"
+               ",\"target\":\"http://h/\",\"replica\":\"10.0.0.3:8080\",\"window\":\"60s\",\"state\":\"healthy\",\"samples\":6,\"failures\":1,"
                "\"best_s\":0.012345,\"worst_s\":0.912345,\"avg_s\":0.456789,\"rtt_p50_ms\":1.234,"
                "\"rtt_p95_ms\":2.000,\"rtt_p99_ms\":3.000,\"rtt_max_ms\":4.000");
 }
@@ -35,12 +36,14 @@ TEST(Report, WithoutSamplesSaysSoPlainly) {
   window_stats st;
   st.failures = 6;
   char out[256];
-  format_report(log_format::text, out, sizeof out, st, 60000, health_state::down);
+  report_labels who{"http://h/", nullptr, 3};
+  format_report(log_format::text, out, sizeof out, who, st, 60000, health_state::down);
   EXPECT_STREQ(out,
-               "window=60s state=down samples=0 failures=6 no latency samples in the past 60s");
-  format_report(log_format::json, out, sizeof out, st, 60000, health_state::down);
+               "target=http://h/ replicas=3 window=60s state=down samples=0 failures=6 no latency "
+               "samples in the past 60s");
+  format_report(log_format::json, out, sizeof out, who, st, 60000, health_state::down);
   EXPECT_STREQ(out,
-               ",\"window\":\"60s\",\"state\":\"down\",\"samples\":0,\"failures\":6,"
+               ",\"target\":\"http://h/\",\"replicas\":3,\"window\":\"60s\",\"state\":\"down\",\"samples\":0,\"failures\":6,"
                "\"note\":\"no latency samples in the past 60s\"");
 }
 
@@ -49,20 +52,20 @@ TEST(Alert, NamesReasonTargetStateCountAndDetail) {
   r.result = outcome::status;
   strcpy(r.detail, "HTTP 503");
   char out[512];
-  format_alert(log_format::text, out, sizeof out, r, "http://hello:8080/health", health_state::down,
-               3);
+  format_alert(log_format::text, out, sizeof out, r, "http://hello:8080/health", "10.0.0.3:8080",
+               health_state::down, 3);
   EXPECT_STREQ(out,
-               "reason=status target=http://hello:8080/health state=down consecutive=3 "
+               "reason=status target=http://hello:8080/health replica=10.0.0.3:8080 state=down consecutive=3 "
                "detail=\"HTTP 503\"");
   strcpy(r.detail, "bad \"body\"\n");
   r.result = outcome::body;
-  format_alert(log_format::text, out, sizeof out, r, "http://h/", health_state::down, 1);
+  format_alert(log_format::text, out, sizeof out, r, "http://h/", "h:80", health_state::down, 1);
   EXPECT_STREQ(out,
-               "reason=body target=http://h/ state=down consecutive=1 "
+               "reason=body target=http://h/ replica=h:80 state=down consecutive=1 "
                "detail=\"bad \\\"body\\\"\\x0a\"");
-  format_alert(log_format::json, out, sizeof out, r, "http://h/", health_state::down, 1);
+  format_alert(log_format::json, out, sizeof out, r, "http://h/", "h:80", health_state::down, 1);
   EXPECT_STREQ(out,
-               ",\"reason\":\"body\",\"target\":\"http://h/\",\"state\":\"down\","
+               ",\"reason\":\"body\",\"target\":\"http://h/\",\"replica\":\"h:80\",\"state\":\"down\","
                "\"consecutive\":1,\"detail\":\"bad \\\"body\\\"\\u000a\"");
 }
 
@@ -72,6 +75,21 @@ TEST(Recovered, SaysHowLongAndHowMany) {
   step.bad_for_ms = 12500;
   step.failures_in_run = 3;
   char out[256];
-  format_recovered(log_format::text, out, sizeof out, "http://h/", step);
-  EXPECT_STREQ(out, "target=http://h/ state=healthy after=12.500s failures=3");
+  format_recovered(log_format::text, out, sizeof out, "http://h/", "h:80", step);
+  EXPECT_STREQ(out, "target=http://h/ replica=h:80 state=healthy after=12.500s failures=3");
+}
+
+TEST(Report, ExternalProbeHasPollsAndRoundTripsOnly) {
+  window_stats st;
+  st.polls = 6;
+  st.failures = 2;
+  st.rtts = 4;
+  st.rtt_p50 = st.rtt_p95 = st.rtt_p99 = st.rtt_max = 0.1;
+  char out[512];
+  report_labels who{"https://example.org/", nullptr, 1, check_kind::http};
+  format_report(log_format::text, out, sizeof out, who, st, 60000, health_state::degraded);
+  EXPECT_STREQ(out,
+               "target=https://example.org/ replicas=1 window=60s state=degraded polls=6 "
+               "failures=2 rtt_p50=100.000ms rtt_p95=100.000ms rtt_p99=100.000ms "
+               "rtt_max=100.000ms");
 }

@@ -1,0 +1,227 @@
+#include "resolver.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "log.hpp"
+
+namespace sidecar {
+
+struct resolver::internals {
+  // --- c-ares -> libuv ---------------------------------------------------------------------
+
+  // c-ares says which of its sockets it wants to read or write; (0, 0) means it is about to
+  // close that socket, so its poll handle goes first.
+  static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
+    auto* self = static_cast<resolver*>(data);
+    socket_ctx* sc = find_socket(self, fd);
+    if (!readable && !writable) {
+      if (sc != nullptr) release_socket(sc);
+      return;
+    }
+    if (sc == nullptr) sc = acquire_socket(self, fd);
+    if (sc == nullptr) {
+      // c-ares will time the query out; the lookup fails instead of the loop.
+      core::log_event("ERROR", "too many resolver sockets max=%zu", max_sockets);
+      return;
+    }
+    int events = (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
+    uv_poll_start(&sc->poll, events, on_poll);
+  }
+
+  static socket_ctx* find_socket(resolver* self, ares_socket_t fd) {
+    for (socket_ctx& sc : self->sockets_) {
+      if (sc.in_use && sc.fd == fd && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&sc.poll))) {
+        return &sc;
+      }
+    }
+    return nullptr;
+  }
+
+  static socket_ctx* acquire_socket(resolver* self, ares_socket_t fd) {
+    for (socket_ctx& sc : self->sockets_) {
+      if (sc.in_use) continue;
+      if (uv_poll_init_socket(self->loop_, &sc.poll, fd) != 0) return nullptr;
+      sc.in_use = true;
+      sc.owner = self;
+      sc.fd = fd;
+      sc.poll.data = &sc;
+      return &sc;
+    }
+    return nullptr;
+  }
+
+  // The slot becomes free only in the close callback, once libuv is done with the handle.
+  static void release_socket(socket_ctx* sc) {
+    auto* h = reinterpret_cast<uv_handle_t*>(&sc->poll);
+    if (uv_is_closing(h)) return;
+    uv_poll_stop(&sc->poll);
+    uv_close(h,
+             [](uv_handle_t* closed) { static_cast<socket_ctx*>(closed->data)->in_use = false; });
+  }
+
+  static void on_poll(uv_poll_t* h, int status, int events) {
+    auto* sc = static_cast<socket_ctx*>(h->data);
+    resolver* self = sc->owner;
+    // An error on the socket: let c-ares read it and see the failure for itself.
+    bool rd = status < 0 || (events & UV_READABLE) != 0;
+    bool wr = status >= 0 && (events & UV_WRITABLE) != 0;
+    ares_process_fd(self->channel_, rd ? sc->fd : ARES_SOCKET_BAD, wr ? sc->fd : ARES_SOCKET_BAD);
+    rearm_timer(self);
+  }
+
+  // c-ares keeps its own retransmit deadlines; the one timer fires at the nearest.
+  static void rearm_timer(resolver* self) {
+    if (self->closed_ || self->channel_ == nullptr) return;
+    timeval tv{};
+    if (ares_timeout(self->channel_, nullptr, &tv) == nullptr) {
+      uv_timer_stop(&self->timer_);
+      return;
+    }
+    uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
+    uv_timer_start(&self->timer_, on_timer, ms == 0 ? 1 : ms, 0);
+  }
+
+  static void on_timer(uv_timer_t* t) {
+    auto* self = static_cast<resolver*>(t->data);
+    ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    rearm_timer(self);
+  }
+
+  // --- results -----------------------------------------------------------------------------
+
+  static bool address_less(const sockaddr_storage& a, const sockaddr_storage& b) {
+    if (a.ss_family != b.ss_family) return a.ss_family == AF_INET;
+    if (a.ss_family == AF_INET) {
+      return memcmp(&reinterpret_cast<const sockaddr_in&>(a).sin_addr,
+                    &reinterpret_cast<const sockaddr_in&>(b).sin_addr, sizeof(in_addr)) < 0;
+    }
+    return memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
+                  &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) < 0;
+  }
+
+  static bool address_equal(const sockaddr_storage& a, const sockaddr_storage& b) {
+    return !address_less(a, b) && !address_less(b, a);
+  }
+
+  static void on_addrinfo(void* arg, int status, int, ares_addrinfo* info) {
+    auto* q = static_cast<query*>(arg);
+    resolver* self = q->owner;
+    done_fn done = q->done;
+    void* ctx = q->ctx;
+    q->done = nullptr;  // the slot is free again
+    resolved_addresses& out = self->result_;
+    out.count = 0;
+    out.truncated = false;
+    if (status == ARES_SUCCESS && info != nullptr) {
+      for (ares_addrinfo_node* n = info->nodes; n != nullptr; n = n->ai_next) {
+        if (n->ai_family != AF_INET && n->ai_family != AF_INET6) continue;
+        if (out.count == resolved_addresses::max) {
+          out.truncated = true;
+          break;
+        }
+        sockaddr_storage& a = out.addr[out.count];
+        a = sockaddr_storage{};
+        memcpy(&a, n->ai_addr,
+               std::min(static_cast<size_t>(n->ai_addrlen), sizeof(sockaddr_storage)));
+        a.ss_family = static_cast<sa_family_t>(n->ai_family);
+        ++out.count;
+      }
+    }
+    if (info != nullptr) ares_freeaddrinfo(info);
+    if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || self->closed_) return;
+    std::sort(out.addr, out.addr + out.count, address_less);
+    out.count = static_cast<size_t>(
+        std::unique(out.addr, out.addr + out.count, address_equal) - out.addr);
+    if (status == ARES_SUCCESS && out.count == 0) status = ARES_ENODATA;
+    done(ctx, status, status == ARES_SUCCESS ? "" : ares_strerror(status), out);
+  }
+};
+
+resolver::~resolver() {
+  close();
+}
+
+bool resolver::init(const char* servers, uint64_t timeout_ms, const char** error) {
+  uv_timer_init(loop_, &timer_);
+  timer_.data = this;
+  timer_open_ = true;
+  ares_options opts{};
+  opts.sock_state_cb = internals::on_sock_state;
+  opts.sock_state_cb_data = this;
+  // One try per server within the poll's timeout (c-ares doubles it on retries).
+  opts.timeout = static_cast<int>(timeout_ms < 1 ? 1 : timeout_ms);
+  opts.tries = 1;
+  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+  char dns_only[] = "b";
+  if (servers != nullptr) {
+    opts.lookups = dns_only;  // the servers given, not the hosts file
+    mask |= ARES_OPT_LOOKUPS;
+  }
+  int rc = ares_init_options(&channel_, &opts, mask);
+  if (rc != ARES_SUCCESS) {
+    channel_ = nullptr;
+    *error = ares_strerror(rc);
+    return false;
+  }
+  if (servers != nullptr) {
+    rc = ares_set_servers_ports_csv(channel_, servers);
+    if (rc != ARES_SUCCESS) {
+      *error = ares_strerror(rc);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool resolver::resolve(const char* host, done_fn done, void* ctx) {
+  if (closed_ || channel_ == nullptr) return false;
+  query* q = nullptr;
+  for (query& slot : queries_) {
+    if (slot.done == nullptr) {
+      q = &slot;
+      break;
+    }
+  }
+  if (q == nullptr) return false;
+  q->owner = this;
+  q->done = done;
+  q->ctx = ctx;
+  ares_addrinfo_hints hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  ares_getaddrinfo(channel_, host, nullptr, &hints, internals::on_addrinfo, q);
+  internals::rearm_timer(this);
+  return true;
+}
+
+void resolver::close() {
+  if (closed_) return;
+  closed_ = true;
+  // Callbacks run with ARES_EDESTRUCTION and are dropped; c-ares reports its sockets closed.
+  if (channel_ != nullptr) ares_destroy(channel_);
+  channel_ = nullptr;
+  for (socket_ctx& sc : sockets_) {
+    if (sc.in_use) internals::release_socket(&sc);
+  }
+  auto* t = reinterpret_cast<uv_handle_t*>(&timer_);
+  if (timer_open_ && !uv_is_closing(t)) uv_close(t, nullptr);
+}
+
+size_t format_address(const sockaddr_storage& a, int port, char* out, size_t size) {
+  char ip[INET6_ADDRSTRLEN] = "";
+  int n = 0;
+  if (a.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, ip, sizeof ip);
+    n = snprintf(out, size, "[%s]:%d", ip, port);
+  } else {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(a).sin_addr, ip, sizeof ip);
+    n = snprintf(out, size, "%s:%d", ip, port);
+  }
+  return n < 0 ? 0 : static_cast<size_t>(n);
+}
+
+}  // namespace sidecar

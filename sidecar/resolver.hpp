@@ -1,0 +1,80 @@
+// Asynchronous name resolution with c-ares on the libuv loop: every address a host name has,
+// which is what "probe every replica" needs (Docker's DNS answers a compose service or Swarm's
+// tasks.<service> with one address per container). curl resolves for itself and keeps only
+// the address it connects to, and glibc's resolver needs NSS modules a scratch image lacks.
+//
+// Integration as in curl's multi-uv example, with c-ares's socket-state callback: one uv_poll
+// per resolver socket from a fixed pool (freed only in its close callback), one uv_timer for
+// c-ares's retransmit timeouts.
+#pragma once
+
+#include <ares.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sidecar {
+
+struct resolved_addresses {
+  static constexpr size_t max = 64;
+  sockaddr_storage addr[max];
+  size_t count = 0;
+  bool truncated = false;  // the name had more addresses than `max`
+};
+
+class resolver {
+ public:
+  // status 0 with the addresses (sorted, no duplicates, IPv4 first), or a c-ares status and a
+  // one-line reason.
+  using done_fn = void (*)(void* ctx, int status, const char* reason,
+                           const resolved_addresses& result);
+  static constexpr size_t max_sockets = 8;
+
+  explicit resolver(uv_loop_t* loop) : loop_(loop) {}
+  ~resolver();
+  resolver(const resolver&) = delete;
+  resolver& operator=(const resolver&) = delete;
+
+  // servers: nullptr (the system's resolv.conf and hosts file) or "ip[:port],..." to ask only
+  // those servers (and skip the hosts file). Returns false with *error set.
+  bool init(const char* servers, uint64_t timeout_ms, const char** error);
+  // Starts one lookup (false: too many in flight). done runs exactly once, on the loop thread,
+  // possibly before resolve returns (a hosts-file answer); never after close().
+  bool resolve(const char* host, done_fn done, void* ctx);
+  // Cancels lookups (their callbacks do not run) and closes every handle.
+  void close();
+
+  struct internals;
+
+ private:
+  friend struct internals;
+  struct socket_ctx {
+    uv_poll_t poll;
+    resolver* owner;
+    ares_socket_t fd;
+    bool in_use;
+  };
+  struct query {
+    resolver* owner;
+    done_fn done;
+    void* ctx;
+  };
+  static constexpr size_t max_queries = 8;
+
+  uv_loop_t* loop_;
+  ares_channel channel_ = nullptr;
+  uv_timer_t timer_{};
+  bool timer_open_ = false;
+  bool closed_ = false;
+  socket_ctx sockets_[max_sockets] = {};
+  query queries_[max_queries] = {};
+  resolved_addresses result_;  // filled in the c-ares callback, handed to done
+};
+
+// "10.0.0.3:8080" or "[fd00::3]:8080".
+size_t format_address(const sockaddr_storage& a, int port, char* out, size_t size);
+
+}  // namespace sidecar

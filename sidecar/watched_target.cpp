@@ -1,0 +1,245 @@
+#include "watched_target.hpp"
+
+#include <arpa/inet.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "log.hpp"
+#include "report.hpp"
+
+namespace sidecar {
+namespace {
+
+bool same_ip(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    return memcmp(&reinterpret_cast<const sockaddr_in&>(a).sin_addr,
+                  &reinterpret_cast<const sockaddr_in&>(b).sin_addr, sizeof(in_addr)) == 0;
+  }
+  return memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
+                &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) == 0;
+}
+
+}  // namespace
+
+watched_target::watched_target(poller& p, resolver* r, const watch_options& options)
+    : poller_(p),
+      resolver_(r),
+      options_(options),
+      slot_count_(options.max_replicas < 1 ? 1 : options.max_replicas),
+      total_(latency_ring::capacity_for(options.window_ms, options.interval_ms) *
+             (options.max_replicas < 1 ? 1 : options.max_replicas)),
+      dns_alerts_(options.fail_after, options.recover_after) {}
+
+bool watched_target::init(const char** error) {
+  CURLU* u = curl_url();
+  char* host = nullptr;
+  char* port = nullptr;
+  CURLUcode rc = curl_url_set(u, CURLUPART_URL, options_.url, 0);
+  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+  bool ok = rc == CURLUE_OK && host != nullptr && port != nullptr && strlen(host) < sizeof host_;
+  if (ok) {
+    snprintf(host_, sizeof host_, "%s", host);
+    port_ = atoi(port);
+    snprintf(host_port_, sizeof host_port_, "%s:%d", host_, port_);
+  }
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  if (!ok) {
+    *error = "not a URL with a host";
+    return false;
+  }
+  in_addr a4{};
+  bool literal = host_[0] == '[' || inet_pton(AF_INET, host_, &a4) == 1;
+  expand_ = options_.replicas && !literal && resolver_ != nullptr;
+  if (!expand_) slot_count_ = 1;
+  slots_.reset(new std::unique_ptr<slot>[slot_count_]);
+  for (size_t i = 0; i < slot_count_; ++i) {
+    slots_[i].reset(new slot(options_));
+    slots_[i]->owner = this;
+    if (!poller_.add(slots_[i]->xfer, options_.url, options_.kind, on_result, slots_[i].get(),
+                     error)) {
+      return false;
+    }
+  }
+  if (!expand_) {
+    // One address, the URL's own (curl resolves a name itself).
+    slots_[0]->monitor.reset(host_port_);
+    slots_[0]->state = slot_state::active;
+  }
+  return true;
+}
+
+uint64_t watched_target::now() const {
+  return uv_now(poller_.loop());
+}
+
+void watched_target::poll(uint64_t now_ms) {
+  if (!expand_) {
+    start_polls();
+    return;
+  }
+  if (resolving_) {
+    core::log_event("WARN", "poll skipped: previous lookup of %s still running", host_);
+    return;
+  }
+  resolving_ = true;
+  if (!resolver_->resolve(host_, on_resolved, this)) {
+    resolving_ = false;
+    record_dns(false, "too many lookups in flight", now_ms);
+  }
+}
+
+void watched_target::on_resolved(void* ctx, int status, const char* reason,
+                                 const resolved_addresses& result) {
+  auto* self = static_cast<watched_target*>(ctx);
+  self->resolving_ = false;
+  uint64_t now_ms = self->now();
+  if (status != 0) {
+    self->record_dns(false, reason, now_ms);
+    return;
+  }
+  self->record_dns(true, "", now_ms);
+  self->reconcile(result, now_ms);
+  self->start_polls();
+}
+
+// A failed lookup is a failed poll of the whole target: a sample in the total, an ALERT with
+// reason dns (the replicas are not probed: there is nothing to probe).
+void watched_target::record_dns(bool ok, const char* reason, uint64_t now_ms) {
+  poll_result r;
+  if (!ok) {
+    r.result = outcome::dns;
+    snprintf(r.detail, sizeof r.detail, "cannot resolve %.160s: %.60s", host_, reason);
+    ++dns_failures_;
+    poll_sample s;
+    s.at_ms = now_ms;
+    s.failed = true;
+    total_.push(s);
+  }
+  alert_step step = dns_alerts_.on_result(r.result, now_ms);
+  if (step.alert) log_alert(r, options_.url, host_port_, dns_alerts_.state(), step.consecutive);
+  if (step.recovered) log_recovered(options_.url, host_port_, step);
+}
+
+void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms) {
+  (void)now_ms;
+  size_t active = replica_count();
+  for (size_t i = 0; i < slot_count_; ++i) {
+    slot& s = *slots_[i];
+    if (s.state != slot_state::active) continue;
+    bool still = false;
+    for (size_t k = 0; k < result.count && !still; ++k) still = same_ip(s.addr, result.addr[k]);
+    if (still) continue;
+    // A transfer in flight finishes first; its result is dropped and the slot freed then.
+    s.state = s.xfer.in_flight() ? slot_state::leaving : slot_state::free;
+    log_replica_change(options_.url, s.monitor.replica(), "left", --active);
+  }
+  size_t unplaced = 0;
+  for (size_t k = 0; k < result.count; ++k) {
+    bool known = false;
+    for (size_t i = 0; i < slot_count_ && !known; ++i) {
+      known = slots_[i]->state == slot_state::active && same_ip(slots_[i]->addr, result.addr[k]);
+    }
+    if (known) continue;
+    slot* free_slot = nullptr;
+    for (size_t i = 0; i < slot_count_ && free_slot == nullptr; ++i) {
+      if (slots_[i]->state == slot_state::free) free_slot = slots_[i].get();
+    }
+    if (free_slot == nullptr) {
+      ++unplaced;
+      continue;
+    }
+    char label[64];
+    format_address(result.addr[k], port_, label, sizeof label);
+    free_slot->addr = result.addr[k];
+    free_slot->monitor.reset(label);
+    if (!poller_.pin_address(free_slot->xfer, label)) {
+      core::log_event("ERROR", "cannot pin %s to %s", options_.url, label);
+      continue;
+    }
+    free_slot->state = slot_state::active;
+    log_replica_change(options_.url, label, "joined", ++active);
+  }
+  if ((unplaced > 0 || result.truncated) && !warned_full_) {
+    warned_full_ = true;
+    core::log_event("WARN", "target=%s has more addresses than --max-replicas=%zu; not probed=%zu",
+                    options_.url, slot_count_, unplaced);
+  }
+}
+
+void watched_target::start_polls() {
+  for (size_t i = 0; i < slot_count_; ++i) {
+    slot& s = *slots_[i];
+    if (s.state != slot_state::active) continue;
+    if (!poller_.start(s.xfer)) {
+      core::log_event("WARN", "poll skipped: previous poll of %s still running",
+                      s.monitor.replica());
+    }
+  }
+}
+
+void watched_target::on_result(void* ctx, const poll_result& result) {
+  auto* s = static_cast<slot*>(ctx);
+  if (s->state == slot_state::leaving) {
+    s->state = slot_state::free;
+    return;
+  }
+  if (s->state != slot_state::active) return;
+  watched_target* self = s->owner;
+  poll_sample sample = s->monitor.record(result, self->now());
+  self->total_.push(sample);
+}
+
+void watched_target::report(uint64_t now_ms) {
+  size_t n = replica_count();
+  for (size_t i = 0; i < slot_count_; ++i) {
+    slot& s = *slots_[i];
+    if (s.state == slot_state::active) s.monitor.report(now_ms, n > 1);
+  }
+  window_stats st = total_.window(now_ms, options_.window_ms);
+  report_labels who{options_.url, nullptr, n, options_.kind};
+  log_report(who, st, options_.window_ms, state());
+}
+
+health_state watched_target::state() const {
+  if (expand_ && dns_alerts_.state() == health_state::down) return health_state::down;
+  size_t active = 0, healthy = 0, down = 0, unknown = 0;
+  for (size_t i = 0; i < slot_count_; ++i) {
+    const slot& s = *slots_[i];
+    if (s.state != slot_state::active) continue;
+    ++active;
+    switch (s.monitor.state()) {
+      case health_state::healthy: ++healthy; break;
+      case health_state::down: ++down; break;
+      case health_state::unknown: ++unknown; break;
+      case health_state::degraded: break;
+    }
+  }
+  if (active == 0 || unknown == active) return health_state::unknown;
+  if (healthy == active) return health_state::healthy;
+  if (down == active) return health_state::down;
+  if (healthy + unknown == active) return health_state::healthy;
+  return health_state::degraded;
+}
+
+size_t watched_target::replica_count() const {
+  size_t n = 0;
+  for (size_t i = 0; i < slot_count_; ++i) n += slots_[i]->state == slot_state::active;
+  return n;
+}
+
+size_t watched_target::series(metrics_series* out) const {
+  size_t n = 0;
+  for (size_t i = 0; i < slot_count_; ++i) {
+    const slot& s = *slots_[i];
+    if (s.state != slot_state::active) continue;
+    out[n++] = {&s.monitor.metrics(), options_.url, s.monitor.replica(), s.monitor.state()};
+  }
+  return n;
+}
+
+}  // namespace sidecar
