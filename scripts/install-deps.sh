@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libc-ares-dev node-llhttp
   libgtest-dev libgmock-dev clang clang-format libclang-rt-14-dev
   # tests
-  python3 python3-pytest python3-requests curl ca-certificates prometheus
+  python3 python3-pytest python3-requests python3-venv curl ca-certificates prometheus
   # base images when no registry can be reached
   mmdebstrap
   # perf/: load generator and the peers hello is measured against, and the plot

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Asserts the hardening and zero-downtime properties of a rendered hello-stack chart.
+
+Usage: check_rendered.py RENDERED.yaml...   (the output of `helm template`)
+
+The Kubernetes schemas say a manifest is well formed; this says it is the deployment we
+want: every container non-root, read-only, with no capabilities and no privilege escalation,
+seccomp RuntimeDefault and resource limits; no service-account token; every Deployment rolls
+with maxUnavailable 0; hello is gated on /status, stops through a shell-free preStop, and gets
+a grace period longer than preStop + drain delay + drain timeout; a PodDisruptionBudget
+covers hello. Prints one line per file; exits 1 with one line per problem.
+"""
+
+import re
+import sys
+
+import yaml
+
+HELLO_DEFAULTS = {"HELLO_DRAIN_DELAY": "0s", "HELLO_DRAIN_TIMEOUT": "8s"}  # hello --help
+SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "dash"}
+
+
+def seconds(duration):
+    """hello's duration syntax: a whole number with ms, s or m."""
+    m = re.fullmatch(r"(\d+)(ms|s|m)", str(duration))
+    if not m:
+        raise ValueError(f"bad duration {duration!r}")
+    n = int(m.group(1))
+    return {"ms": n / 1000, "s": n, "m": n * 60}[m.group(2)]
+
+
+def check_container(where, c, pod_sc, problems):
+    sc = c.get("securityContext") or {}
+
+    def setting(key):
+        return sc.get(key, pod_sc.get(key))
+
+    if setting("runAsNonRoot") is not True:
+        problems.append(f"{where}: runAsNonRoot is not true")
+    if setting("runAsUser") in (None, 0):
+        problems.append(f"{where}: runAsUser is unset or 0")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        problems.append(f"{where}: readOnlyRootFilesystem is not true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{where}: allowPrivilegeEscalation is not false")
+    if sc.get("privileged"):
+        problems.append(f"{where}: privileged")
+    caps = sc.get("capabilities") or {}
+    if "ALL" not in (caps.get("drop") or []):
+        problems.append(f"{where}: capabilities do not drop ALL")
+    if caps.get("add"):
+        problems.append(f"{where}: capabilities added: {caps['add']}")
+    if (setting("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        problems.append(f"{where}: seccompProfile is not RuntimeDefault")
+    limits = (c.get("resources") or {}).get("limits") or {}
+    requests = (c.get("resources") or {}).get("requests") or {}
+    for r in ("cpu", "memory"):
+        if not limits.get(r):
+            problems.append(f"{where}: no {r} limit")
+        if not requests.get(r):
+            problems.append(f"{where}: no {r} request")
+    exec_cmd = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
+    if exec_cmd and exec_cmd[0] in SHELLS:
+        problems.append(f"{where}: preStop runs a shell ({exec_cmd[0]})")
+
+
+def check_hello(where, dep, problems):
+    spec = dep["spec"]["template"]["spec"]
+    hello = next((c for c in spec["containers"] if c["name"] == "hello"), None)
+    if hello is None:
+        problems.append(f"{where}: no container named hello")
+        return
+    ready = (hello.get("readinessProbe") or {}).get("httpGet") or {}
+    if ready.get("path") != "/status":
+        problems.append(f"{where}: readinessProbe is not an httpGet of /status")
+    if not hello.get("livenessProbe"):
+        problems.append(f"{where}: no livenessProbe")
+    pre_stop = (hello.get("lifecycle") or {}).get("preStop") or {}
+    if "sleep" in pre_stop:
+        pre_stop_s = pre_stop["sleep"]["seconds"]
+    elif "exec" in pre_stop:
+        pre_stop_s = 0  # bounded by the grace period itself; only the sleep is counted
+    else:
+        problems.append(f"{where}: hello has no preStop sleep or exec hook")
+        pre_stop_s = 0
+    env = dict(HELLO_DEFAULTS)
+    env.update({e["name"]: e["value"] for e in hello.get("env") or [] if "value" in e})
+    try:
+        delay = seconds(env["HELLO_DRAIN_DELAY"])
+        timeout = seconds(env["HELLO_DRAIN_TIMEOUT"])
+    except ValueError as e:
+        problems.append(f"{where}: {e}")
+        return
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    needed = pre_stop_s + delay + timeout
+    if not grace > needed:
+        problems.append(
+            f"{where}: terminationGracePeriodSeconds {grace} is not above preStop {pre_stop_s}s"
+            f" + drain delay {delay}s + drain timeout {timeout}s = {needed}s"
+        )
+
+
+def selects(selector, labels):
+    match = (selector or {}).get("matchLabels") or {}
+    return bool(match) and all(labels.get(k) == v for k, v in match.items())
+
+
+def check_file(path):
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    problems = []
+    deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    hello = [
+        d
+        for d in deployments
+        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        == "hello"
+    ]
+    if len(hello) != 1:
+        problems.append(f"expected one hello Deployment, found {len(hello)}")
+    if not any(d.get("kind") == "Service" for d in docs):
+        problems.append("no Service")
+    for d in deployments:
+        name = d["metadata"]["name"]
+        strategy = d["spec"].get("strategy") or {}
+        if strategy.get("type") != "RollingUpdate":
+            problems.append(f"Deployment {name}: strategy is not RollingUpdate")
+        if (strategy.get("rollingUpdate") or {}).get("maxUnavailable") not in (0, "0", "0%"):
+            problems.append(f"Deployment {name}: maxUnavailable is not 0")
+        pod = d["spec"]["template"]["spec"]
+        if pod.get("automountServiceAccountToken") is not False:
+            problems.append(f"Deployment {name}: automountServiceAccountToken is not false")
+        if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+            problems.append(f"Deployment {name}: shares a host namespace")
+        pod_sc = pod.get("securityContext") or {}
+        containers = pod.get("containers", []) + pod.get("initContainers", [])
+        for c in containers:
+            check_container(f"Deployment {name} container {c['name']}", c, pod_sc, problems)
+    for d in hello:
+        check_hello(f"Deployment {d['metadata']['name']}", d, problems)
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        pdbs = [
+            p
+            for p in docs
+            if p.get("kind") == "PodDisruptionBudget" and selects(p["spec"].get("selector"), labels)
+        ]
+        if not pdbs:
+            problems.append(f"no PodDisruptionBudget selects {d['metadata']['name']}'s pods")
+        hpas = [p for p in docs if p.get("kind") == "HorizontalPodAutoscaler"]
+        for h in hpas:
+            if h["apiVersion"] != "autoscaling/v2":
+                problems.append(f"HPA {h['metadata']['name']}: not autoscaling/v2")
+            if h["spec"]["scaleTargetRef"]["name"] != d["metadata"]["name"]:
+                problems.append(f"HPA {h['metadata']['name']}: does not target hello")
+            if "replicas" in d["spec"]:
+                problems.append("hello Deployment sets replicas although an HPA owns them")
+        for n in (p for p in docs if p.get("kind") == "NetworkPolicy"):
+            if not selects(n["spec"].get("podSelector"), labels):
+                problems.append(f"NetworkPolicy {n['metadata']['name']}: does not select hello")
+    return docs, problems
+
+
+def main(paths):
+    failed = False
+    for path in paths:
+        docs, problems = check_file(path)
+        if problems:
+            failed = True
+            for p in problems:
+                print(f"check_rendered: FAIL {path}: {p}")
+        else:
+            kinds = sorted({d["kind"] for d in docs})
+            print(f"check_rendered: ok {path}: {len(docs)} objects ({', '.join(kinds)})")
+    return 1 if failed or not paths else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
