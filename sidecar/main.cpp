@@ -330,8 +330,10 @@ int main(int argc, char** argv) {
           ? (uv_hrtime() ^ static_cast<uint64_t>(uv_os_getpid()) * 0x9e3779b97f4a7c15ULL) %
                 jitter_ms
           : 0;
-  monitor m{&loop,       &poller,   &resolver, targets.get(), target_count,
-            series.get(), interval_ms, window_ms, uv_now(loop.uv()) + offset, nullptr};
+  monitor m{&loop,         &poller,      &resolver,
+            targets.get(), target_count, series.get(),
+            interval_ms,   window_ms,    uv_now(loop.uv()) + offset,
+            nullptr};
 
   char interval[32], window[32], timeout[32];
   core::format_duration(interval_ms, interval, sizeof interval);

@@ -62,11 +62,10 @@ void write_probe_metrics(core::buf_writer& w, const metrics_series* series, size
   for (size_t i = 0; i < n; ++i) {
     for (health_state st : {health_state::unknown, health_state::healthy, health_state::degraded,
                             health_state::down}) {
-      p.sample("sidecar_replica_state",
-               {{"target", series[i].target},
-                {"replica", series[i].replica},
-                {"state", state_name(st)}},
-               st == series[i].state ? 1 : 0);
+      p.sample(
+          "sidecar_replica_state",
+          {{"target", series[i].target}, {"replica", series[i].replica}, {"state", state_name(st)}},
+          st == series[i].state ? 1 : 0);
     }
   }
   p.family("sidecar_probes_total", "counter", "Probes completed since this replica was seen.");
@@ -86,8 +85,7 @@ void write_probe_metrics(core::buf_writer& w, const metrics_series* series, size
   p.family("sidecar_probe_round_trip_seconds", "histogram",
            "Measured round trips of probes that got an HTTP answer.");
   each([&](const probe_metrics& m, std::string_view t, std::string_view r) {
-    p.histogram("sidecar_probe_round_trip_seconds", {{"target", t}, {"replica", r}},
-                m.round_trips);
+    p.histogram("sidecar_probe_round_trip_seconds", {{"target", t}, {"replica", r}}, m.round_trips);
   });
 
   char window_text[32];

@@ -45,7 +45,8 @@ size_t with_report_fields(const report_labels& who, const window_stats& st, uint
     fields[n++] = log_field::real("rtt_p99", st.rtt_p99 * 1e3, 3, "ms");
     fields[n++] = log_field::real("rtt_max", st.rtt_max * 1e3, 3, "ms");
   }
-  if (who.kind == check_kind::health && st.samples == 0) fields[n++] = log_field::note("note", note);
+  if (who.kind == check_kind::health && st.samples == 0)
+    fields[n++] = log_field::note("note", note);
   return f(fields, n);
 }
 
@@ -65,8 +66,7 @@ size_t with_alert_fields(const poll_result& r, const char* target, const char* r
 }
 
 template <class F>
-size_t with_recovered_fields(const char* target, const char* replica, const alert_step& step,
-                             F f) {
+size_t with_recovered_fields(const char* target, const char* replica, const alert_step& step, F f) {
   using core::log_field;
   log_field fields[] = {
       log_field::word("target", target),

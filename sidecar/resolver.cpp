@@ -81,7 +81,8 @@ struct resolver::internals {
       uv_timer_stop(&self->timer_);
       return;
     }
-    uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
+    uint64_t ms =
+        static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
     uv_timer_start(&self->timer_, on_timer, ms == 0 ? 1 : ms, 0);
   }
 
@@ -134,8 +135,8 @@ struct resolver::internals {
     if (info != nullptr) ares_freeaddrinfo(info);
     if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || self->closed_) return;
     std::sort(out.addr, out.addr + out.count, address_less);
-    out.count = static_cast<size_t>(
-        std::unique(out.addr, out.addr + out.count, address_equal) - out.addr);
+    out.count =
+        static_cast<size_t>(std::unique(out.addr, out.addr + out.count, address_equal) - out.addr);
     if (status == ARES_SUCCESS && out.count == 0) status = ARES_ENODATA;
     done(ctx, status, status == ARES_SUCCESS ? "" : ares_strerror(status), out);
   }

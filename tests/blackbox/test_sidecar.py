@@ -23,7 +23,7 @@ WINDOW = 1.0
 DUR_RE = re.compile(r"^(\d+)(ms|s|m)$")
 # window state samples failures [best worst avg] [rtt_p50 rtt_p95 rtt_p99 rtt_max] [no-samples note]
 REPORT_RE = re.compile(
-    r"^window=(?P<window>\S+) state=(?P<state>[a-z]+) samples=(?P<samples>\d+) "
+    r"^target=(?P<target>\S+) (?:replica=(?P<replica>\S+)|replicas=(?P<replicas>\d+)) window=(?P<window>\S+) state=(?P<state>[a-z]+) samples=(?P<samples>\d+) "
     r"failures=(?P<failures>\d+)"
     r"(?: best=(?P<best>\d+\.\d{6})s worst=(?P<worst>\d+\.\d{6})s avg=(?P<avg>\d+\.\d{6})s)?"
     r"(?: rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
@@ -34,9 +34,9 @@ REASONS = {"status", "unhealthy", "slow", "timeout", "connect", "dns", "body"}
 STATES = {"unknown", "healthy", "degraded", "down"}
 RTT_KEYS = ("rtt_p50", "rtt_p95", "rtt_p99", "rtt_max")
 START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
-              "recover_after", "ring"]
-ALERT_KEYS = ["reason", "target", "state", "consecutive", "detail"]
-RECOVERED_KEYS = ["target", "state", "after", "failures"]
+              "recover_after", "ring", "replicas", "probes"]
+ALERT_KEYS = ["reason", "target", "replica", "state", "consecutive", "detail"]
+RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
 SECONDS3_RE = re.compile(r"^\d+\.\d{3}s$")
 
 
@@ -180,7 +180,8 @@ def test_start_line_defaults_literal(start_sidecar):
     s = start_sidecar()
     start = s.events("START")[0]
     assert re.search(r" START version=\S+ target=http://hello:8080/health interval=10s window=60s "
-                     r"timeout=5s fail_after=1 recover_after=1 ring=\d+$", start.raw), start.raw
+                     r"timeout=5s fail_after=1 recover_after=1 ring=\d+ replicas=on probes=0$",
+                     start.raw), start.raw
     assert start.fields["version"] == "0.1.0", start.raw
     assert int(start.fields["ring"]) >= 6, start.raw
 
@@ -287,7 +288,7 @@ def test_report_constant_latency_exact(start_sidecar, fake_target):
     fake_target.set_healthy(0.123456)
     s = start_sidecar("--target", fake_target.url, *FAST)
     line = s.wait_event("REPORT", timeout=2.0 * TF)
-    assert re.search(r" REPORT window=1s state=healthy samples=\d+ failures=0 best=0\.123456s "
+    assert re.search(r" REPORT target=\S+ replicas=1 window=1s state=healthy samples=\d+ failures=0 best=0\.123456s "
                      r"worst=0\.123456s avg=0\.123456s rtt_p50=\d+\.\d{3}ms rtt_p95=\d+\.\d{3}ms "
                      r"rtt_p99=\d+\.\d{3}ms rtt_max=\d+\.\d{3}ms$", line.raw), line.raw
 
@@ -322,7 +323,7 @@ def test_report_without_samples(start_sidecar, fake_target, case):
     s = start_sidecar("--target", fake_target.url, *FAST)
     line = s.wait_event("REPORT", timeout=2.0 * TF)
     rtt = "" if case == "timeout" else RTT_TEXT
-    assert re.search(r" REPORT window=1s state=down samples=0 failures=\d+ " + rtt +
+    assert re.search(r" REPORT target=\S+ replicas=1 window=1s state=down samples=0 failures=\d+ " + rtt +
                      r"no latency samples in the past 1s$", line.raw), line.raw
     rep = parse_report(line)
     assert 2 <= rep["failures"] <= 7, line.raw
@@ -694,7 +695,7 @@ def is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-REPORT_JSON_KEYS = ["window", "state", "samples", "failures"]
+REPORT_JSON_KEYS = ["window", "state", "samples", "failures"]  # after target and replica(s)
 REPORT_JSON_LATENCY = ["best_s", "worst_s", "avg_s"]
 REPORT_JSON_RTT = ["rtt_p50_ms", "rtt_p95_ms", "rtt_p99_ms", "rtt_max_ms"]
 
@@ -720,12 +721,15 @@ def check_json_event(line):
         assert is_int(obj["consecutive"]) and obj["consecutive"] >= 1, line.raw
         assert isinstance(obj["detail"], str) and obj["detail"], line.raw
     elif ev == "RECOVERED":
-        assert keys == ["target", "state", "after_s", "failures"], line.raw
+        assert keys == ["target", "replica", "state", "after_s", "failures"], line.raw
         assert obj["state"] == "healthy", line.raw
         assert is_num(obj["after_s"]) and obj["after_s"] >= 0, line.raw
         assert is_int(obj["failures"]) and obj["failures"] >= 1, line.raw
     elif ev == "REPORT":
-        want = list(REPORT_JSON_KEYS)
+        assert isinstance(obj.get("target"), str), line.raw
+        who = "replica" if "replica" in obj else "replicas"
+        assert who == "replica" or is_int(obj.get("replicas")), line.raw
+        want = ["target", who] + list(REPORT_JSON_KEYS)
         if is_int(obj.get("samples")) and obj["samples"] > 0:
             want += REPORT_JSON_LATENCY
         if "rtt_p50_ms" in obj:
@@ -744,6 +748,11 @@ def check_json_event(line):
             rep["rtt"] = {k: obj[k + "_ms"] for k in RTT_KEYS}
         _check_report(rep, line.raw)
         return rep
+    elif ev == "REPLICA":
+        assert keys == ["target", "replica", "change", "replicas"], line.raw
+        assert obj["change"] in ("joined", "left") and is_int(obj["replicas"]), line.raw
+    elif ev == "PROBE":
+        assert keys == ["target"] and isinstance(obj["target"], str), line.raw
     else:
         # SIGNAL, EXIT and any other free-form event: {"time","service","event","message"}
         assert keys == ["message"] and isinstance(obj["message"], str), line.raw

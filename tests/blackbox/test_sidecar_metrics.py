@@ -64,22 +64,23 @@ def test_metrics_pass_promtool_and_count_probes(start_sidecar, fake_target):
         assert p.returncode == 0, p.stdout + p.stderr
     m = samples(text)
     t = ("target", fake_target.url)
-    assert m[("probe_success", frozenset([t]))] == 1
-    assert m[("probe_http_status_code", frozenset([t]))] == 200
-    assert m[("sidecar_reported_latency_seconds", frozenset([t]))] == 0.25
+    # An IP-literal target is one replica, labelled with the URL's host:port.
+    r = ("replica", "127.0.0.1:%d" % fake_target.port)
+    assert m[("probe_success", frozenset([t, r]))] == 1
+    assert m[("probe_http_status_code", frozenset([t, r]))] == 200
+    assert m[("sidecar_reported_latency_seconds", frozenset([t, r]))] == 0.25
     assert m[("sidecar_target_state", frozenset([t, ("state", "healthy")]))] == 1
     assert m[("sidecar_target_state", frozenset([t, ("state", "down")]))] == 0
-    probes = m[("sidecar_probes_total", frozenset([t]))]
+    probes = m[("sidecar_probes_total", frozenset([t, r]))]
     assert probes >= 3
-    assert m[("sidecar_probe_round_trip_seconds_count", frozenset([t]))] == probes
-    inf = m[("sidecar_probe_round_trip_seconds_bucket", frozenset([t, ("le", "+Inf")]))]
+    assert m[("sidecar_probe_round_trip_seconds_count", frozenset([t, r]))] == probes
+    inf = m[("sidecar_probe_round_trip_seconds_bucket", frozenset([t, r, ("le", "+Inf")]))]
     assert inf == probes
-    assert m[("sidecar_window_latency_seconds",
-              frozenset([t, ("window", "500ms"), ("stat", "avg")]))] == 0.25
+    assert m[("sidecar_window_latency_seconds", frozenset([t, r, ("window", "500ms"), ("stat", "avg")]))] == 0.25
     # Counters only grow.
     time.sleep(0.3 * TF)
     later = samples(scrape(port)[2])
-    assert later[("sidecar_probes_total", frozenset([t]))] >= probes
+    assert later[("sidecar_probes_total", frozenset([t, r]))] >= probes
 
 
 def test_failures_by_reason_and_state(start_sidecar, fake_target):
@@ -88,18 +89,19 @@ def test_failures_by_reason_and_state(start_sidecar, fake_target):
     port = metrics_port(s)
     s.wait_event("ALERT", reason="status")
     t = ("target", fake_target.url)
+    # An IP-literal target is one replica, labelled with the URL's host:port.
+    r = ("replica", "127.0.0.1:%d" % fake_target.port)
 
     def failed_twice():
         m = samples(scrape(port)[2])
-        return m if m[("sidecar_probe_failures_total",
-                       frozenset([t, ("reason", "status")]))] >= 2 else None
+        return m if m[("sidecar_probe_failures_total", frozenset([t, r, ("reason", "status")]))] >= 2 else None
 
     m = wait_until(failed_twice, 5)
-    assert m[("probe_success", frozenset([t]))] == 0
-    assert m[("probe_http_status_code", frozenset([t]))] == 503
-    assert m[("probe_failure_info", frozenset([t, ("reason", "status")]))] == 1
+    assert m[("probe_success", frozenset([t, r]))] == 0
+    assert m[("probe_http_status_code", frozenset([t, r]))] == 503
+    assert m[("probe_failure_info", frozenset([t, r, ("reason", "status")]))] == 1
     assert m[("sidecar_target_state", frozenset([t, ("state", "down")]))] == 1
-    assert m[("sidecar_probe_failures_total", frozenset([t, ("reason", "timeout")]))] == 0
+    assert m[("sidecar_probe_failures_total", frozenset([t, r, ("reason", "timeout")]))] == 0
 
 
 def test_only_metrics_path_and_get(start_sidecar, fake_target):

@@ -300,8 +300,10 @@ def test_static_hello_idle_rss_at_most_2_mib(stack, capsys):
 def test_sidecar_reports_and_alerts(stack):
     def both_seen():
         out = logs("sidecar")
-        report = re.search(r"^\S+ sidecar REPORT window=3s state=\w+ samples=\d+ failures=\d+ ", out, re.M)
-        alert = re.search(r"^\S+ sidecar ALERT reason=unhealthy target=http://hello:8080/health ", out, re.M)
+        report = re.search(r"^\S+ sidecar REPORT target=http://hello:8080/health replicas=1 "
+                           r"window=3s state=\w+ samples=\d+ failures=\d+ ", out, re.M)
+        alert = re.search(r"^\S+ sidecar ALERT reason=unhealthy target=http://hello:8080/health "
+                          r"replica=\d+\.\d+\.\d+\.\d+:8080 ", out, re.M)
         return (report and alert) and out
 
     out = wait_for("a REPORT and an ALERT reason=unhealthy line from the sidecar", both_seen, timeout=30)
@@ -311,6 +313,18 @@ def test_sidecar_reports_and_alerts(stack):
     assert fields.get("target") == "http://hello:8080/health", start.group(0)
     assert fields.get("interval") == "500ms", start.group(0)
     assert fields.get("window") == "3s", start.group(0)
+    assert fields.get("replicas") == "on", start.group(0)
+    assert fields.get("probes") == "1", start.group(0)
+
+
+def test_sidecar_probes_nginx_from_inside(stack):
+    """SIDECAR_PROBES (the e2e override sets http://nginx/): an external probe's REPORT."""
+    def seen():
+        out = logs("sidecar")
+        return re.search(r"^\S+ sidecar REPORT target=http://nginx/ replicas=1 window=3s "
+                         r"state=healthy polls=\d+ failures=0 rtt_p50=", out, re.M)
+
+    wait_for("a healthy REPORT for the probe of http://nginx/", seen, timeout=30)
 
 
 # ------------------------------------------------------------------ playground and replicas
@@ -370,6 +384,20 @@ def test_replicas_all_answer_and_are_followed(stack, capsys):
     ids = replica_ids()
     assert len(ids) == 3
 
+    # The sidecar follows them too: each replica joins and gets a REPORT line of its own.
+    def sidecar_sees_three():
+        out = logs("sidecar")
+        joined = re.findall(r" REPLICA target=http://hello:8080/health replica=(\S+) "
+                            r"change=joined replicas=3$", out, re.M)
+        per_replica = set(re.findall(r" REPORT target=http://hello:8080/health "
+                                     r"replica=(\S+) window=", out, re.M))
+        total = re.search(r" REPORT target=http://hello:8080/health replicas=3 ", out)
+        return joined and len(per_replica) >= 3 and total and per_replica
+
+    replicas = wait_for("the sidecar to report on 3 replicas", sidecar_sees_three, timeout=30)
+    with capsys.disabled():
+        print("[e2e] sidecar replicas: %s" % sorted(replicas))
+
 
 def test_poisoned_replica_unhealthy_and_its_410_not_served(stack):
     ids = replica_ids()
@@ -423,6 +451,10 @@ def test_back_to_one_replica(stack):
     compose("up", "-d", "--no-recreate", "--scale", "hello=1", timeout=300)
     wait_for("one replica left", lambda: len(replica_ids()) == 1, timeout=60)
     wait_for("nginx to follow", lambda: len(served_by(20)) == 1, timeout=60, interval=1)
+    wait_for("the sidecar to see replicas leave",
+             lambda: re.search(r" REPLICA target=http://hello:8080/health replica=\S+ "
+                               r"change=left replicas=1$", logs("sidecar"), re.M),
+             timeout=30)
 
 
 # ------------------------------------------------------------------ shutdown (last)

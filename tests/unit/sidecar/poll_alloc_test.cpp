@@ -6,8 +6,8 @@
 // sidecar::poller), the rings, the alert states, the report formatting and the metrics text
 // must count zero after a short warm-up. The servers run on other threads. Not built with
 // sanitizers.
-#include <arpa/inet.h>
 #include <ares.h>
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -159,8 +159,8 @@ struct fake_dns {
       r[8] = r[9] = r[10] = r[11] = 0;
       size_t len = qend;
       for (int k = 0; type_a && k < 2; ++k) {
-        const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 127, 0, 0,
-                                    static_cast<unsigned char>(1 + k)};
+        const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0,   1, 0, 0,
+                                    0,    5,    0, 4, 127, 0, 0, static_cast<unsigned char>(1 + k)};
         memcpy(r + len, rr, sizeof rr);
         len += sizeof rr;
       }

@@ -23,11 +23,14 @@ TEST(Report, WithSamples) {
   report_labels who{"http://h/", "10.0.0.3:8080"};
   format_report(log_format::text, out, sizeof out, who, st, 60000, health_state::healthy);
   EXPECT_STREQ(out,
-               "target=http://h/ replica=10.0.0.3:8080 window=60s state=healthy samples=6 failures=1 best=0.012345s worst=0.912345s "
+               "target=http://h/ replica=10.0.0.3:8080 window=60s state=healthy samples=6 "
+               "failures=1 best=0.012345s worst=0.912345s "
                "avg=0.456789s rtt_p50=1.234ms rtt_p95=2.000ms rtt_p99=3.000ms rtt_max=4.000ms");
   format_report(log_format::json, out, sizeof out, who, st, 60000, health_state::healthy);
   EXPECT_STREQ(out,
-               ",\"target\":\"http://h/\",\"replica\":\"10.0.0.3:8080\",\"window\":\"60s\",\"state\":\"healthy\",\"samples\":6,\"failures\":1,"
+               ",\"target\":\"http://h/"
+               "\",\"replica\":\"10.0.0.3:8080\",\"window\":\"60s\",\"state\":\"healthy\","
+               "\"samples\":6,\"failures\":1,"
                "\"best_s\":0.012345,\"worst_s\":0.912345,\"avg_s\":0.456789,\"rtt_p50_ms\":1.234,"
                "\"rtt_p95_ms\":2.000,\"rtt_p99_ms\":3.000,\"rtt_max_ms\":4.000");
 }
@@ -42,9 +45,11 @@ TEST(Report, WithoutSamplesSaysSoPlainly) {
                "target=http://h/ replicas=3 window=60s state=down samples=0 failures=6 no latency "
                "samples in the past 60s");
   format_report(log_format::json, out, sizeof out, who, st, 60000, health_state::down);
-  EXPECT_STREQ(out,
-               ",\"target\":\"http://h/\",\"replicas\":3,\"window\":\"60s\",\"state\":\"down\",\"samples\":0,\"failures\":6,"
-               "\"note\":\"no latency samples in the past 60s\"");
+  EXPECT_STREQ(
+      out,
+      ",\"target\":\"http://h/"
+      "\",\"replicas\":3,\"window\":\"60s\",\"state\":\"down\",\"samples\":0,\"failures\":6,"
+      "\"note\":\"no latency samples in the past 60s\"");
 }
 
 TEST(Alert, NamesReasonTargetStateCountAndDetail) {
@@ -55,7 +60,8 @@ TEST(Alert, NamesReasonTargetStateCountAndDetail) {
   format_alert(log_format::text, out, sizeof out, r, "http://hello:8080/health", "10.0.0.3:8080",
                health_state::down, 3);
   EXPECT_STREQ(out,
-               "reason=status target=http://hello:8080/health replica=10.0.0.3:8080 state=down consecutive=3 "
+               "reason=status target=http://hello:8080/health replica=10.0.0.3:8080 state=down "
+               "consecutive=3 "
                "detail=\"HTTP 503\"");
   strcpy(r.detail, "bad \"body\"\n");
   r.result = outcome::body;
@@ -64,9 +70,10 @@ TEST(Alert, NamesReasonTargetStateCountAndDetail) {
                "reason=body target=http://h/ replica=h:80 state=down consecutive=1 "
                "detail=\"bad \\\"body\\\"\\x0a\"");
   format_alert(log_format::json, out, sizeof out, r, "http://h/", "h:80", health_state::down, 1);
-  EXPECT_STREQ(out,
-               ",\"reason\":\"body\",\"target\":\"http://h/\",\"replica\":\"h:80\",\"state\":\"down\","
-               "\"consecutive\":1,\"detail\":\"bad \\\"body\\\"\\u000a\"");
+  EXPECT_STREQ(
+      out,
+      ",\"reason\":\"body\",\"target\":\"http://h/\",\"replica\":\"h:80\",\"state\":\"down\","
+      "\"consecutive\":1,\"detail\":\"bad \\\"body\\\"\\u000a\"");
 }
 
 TEST(Recovered, SaysHowLongAndHowMany) {
