@@ -5,6 +5,7 @@
 #include <ares.h>
 #include <curl/curl.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -36,6 +37,7 @@ enum {
   opt_max_replicas,
   opt_dns_server,
   opt_probes,
+  opt_ca_file,
   opt_count
 };
 
@@ -67,6 +69,8 @@ core::cli_option g_options[opt_count] = {
      "resolve replicas with these servers only (default: /etc/resolv.conf and /etc/hosts)"},
     {"--probes", "SIDECAR_PROBES", "", "URL[,URL...]",
      "external URLs (http or https) probed on the same schedule: up (2xx) or down, and time"},
+    {"--ca-file", "SIDECAR_CA_FILE", nullptr, "PATH",
+     "trust the CA certificates in this PEM file for https (default: the system bundle)"},
 };
 
 constexpr size_t kMaxProbes = 32;
@@ -265,6 +269,15 @@ int main(int argc, char** argv) {
   uint64_t slow_ms = core::option_duration(g_options[opt_slow], 0);
   bool follow_replicas = core::option_on_off(g_options[opt_replicas]);
   uint64_t max_replicas = core::option_uint(g_options[opt_max_replicas], 1, 256);
+  const char* ca_file = g_options[opt_ca_file].value;
+  if (ca_file != nullptr && ca_file[0] == '\0') ca_file = nullptr;
+  if (ca_file != nullptr) {
+    if (FILE* f = fopen(ca_file, "r")) {
+      fclose(f);
+    } else {
+      core::option_fail(g_options[opt_ca_file], strerror(errno));
+    }
+  }
   const char* dns_server = g_options[opt_dns_server].value;
   if (dns_server != nullptr && dns_server[0] == '\0') dns_server = nullptr;
   std::unique_ptr<char[]> probe_text(new char[strlen(g_options[opt_probes].value) + 1]);
@@ -292,7 +305,7 @@ int main(int argc, char** argv) {
   // Everything watched, sized once: the main target's replica slots, one slot per probe.
   size_t target_count = 1 + probe_count;
   size_t transfers = (follow_replicas ? max_replicas : 1) + probe_count;
-  sidecar::poller poller(loop.uv(), timeout_ms, transfers);
+  sidecar::poller poller(loop.uv(), timeout_ms, transfers, ca_file);
   sidecar::resolver resolver(loop.uv());
   std::unique_ptr<std::unique_ptr<sidecar::watched_target>[]> watched(
       new std::unique_ptr<sidecar::watched_target>[target_count]);

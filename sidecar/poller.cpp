@@ -200,9 +200,10 @@ struct poller::internals {
   }
 };
 
-poller::poller(uv_loop_t* loop, uint64_t timeout_ms, size_t max_transfers)
+poller::poller(uv_loop_t* loop, uint64_t timeout_ms, size_t max_transfers, const char* ca_file)
     : loop_(loop),
       timeout_ms_(timeout_ms),
+      ca_file_(ca_file),
       max_transfers_(max_transfers),
       // A connection per transfer, plus room for reconnects whose old socket is still closing.
       max_sockets_(2 * max_transfers + 4),
@@ -262,6 +263,7 @@ bool poller::add(transfer& t, const char* url, check_kind kind, transfer::result
   set(CURLOPT_WRITEFUNCTION, internals::on_body);
   set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
   set(CURLOPT_ERRORBUFFER, t.curl_error_);
+  if (ca_file_ != nullptr) set(CURLOPT_CAINFO, ca_file_);
   if (kind == check_kind::health) {
     set(CURLOPT_HTTPHEADER, headers_);
     set(CURLOPT_FOLLOWLOCATION, 0L);

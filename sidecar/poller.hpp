@@ -65,7 +65,8 @@ struct transfer {
 
 class poller {
  public:
-  poller(uv_loop_t* loop, uint64_t timeout_ms, size_t max_transfers);
+  // ca_file: PEM bundle to verify https peers with (nullptr: libcurl's default bundle).
+  poller(uv_loop_t* loop, uint64_t timeout_ms, size_t max_transfers, const char* ca_file = nullptr);
   ~poller();
   poller(const poller&) = delete;
   poller& operator=(const poller&) = delete;
@@ -99,6 +100,7 @@ class poller {
 
   uv_loop_t* loop_;
   uint64_t timeout_ms_;
+  const char* ca_file_;
   size_t max_transfers_;
   size_t transfer_count_ = 0;
   size_t max_sockets_;
