@@ -13,7 +13,7 @@
 # STACK_TIERS="unit blackbox" runs a subset.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 
 tiers=${STACK_TIERS:-"format unit blackbox sanitize fuzz perf deploy e2e"}
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -3,6 +3,7 @@
 //   replicas -> sidecar/resolver (c-ares on libuv) + sidecar/watched_target,
 //   samples -> sidecar/latency_ring, line formats -> sidecar/report, loop -> core/loop.
 #include <ares.h>
+#include <arpa/inet.h>
 #include <curl/curl.h>
 
 #include <cerrno>
@@ -213,6 +214,51 @@ void validate_url(const char* url, const core::cli_option& option) {
   }
 }
 
+// SIDECAR_DNS_SERVER: "IP[:PORT],..." with IPv6 in brackets when a port follows; c-ares would
+// accept some nonsense (a port above 65535) and then time every lookup out.
+void validate_dns_servers(const char* list) {
+  std::string_view rest = list;
+  while (true) {
+    size_t comma = rest.find(',');
+    std::string_view entry = rest.substr(0, comma);
+    std::string_view host = entry;
+    std::string_view port;
+    if (!entry.empty() && entry.front() == '[') {
+      size_t close = entry.find(']');
+      host = close == std::string_view::npos ? std::string_view() : entry.substr(1, close - 1);
+      if (close != std::string_view::npos && close + 1 < entry.size()) {
+        port = entry[close + 1] == ':' ? entry.substr(close + 2) : std::string_view("x");
+      }
+    } else if (size_t colon = entry.find(':');
+               colon != std::string_view::npos &&
+               entry.find(':', colon + 1) == std::string_view::npos) {
+      host = entry.substr(0, colon);
+      port = entry.substr(colon + 1);
+      if (port.empty()) port = "x";
+    }
+    char ip[64];
+    unsigned char buf[sizeof(in6_addr)];
+    bool ok = !host.empty() && host.size() < sizeof ip;
+    if (ok) {
+      memcpy(ip, host.data(), host.size());
+      ip[host.size()] = '\0';
+      ok = inet_pton(AF_INET, ip, buf) == 1 || inet_pton(AF_INET6, ip, buf) == 1;
+    }
+    if (ok && !port.empty()) {
+      uint64_t n = 0;
+      ok = core::parse_uint(port, 1, 65535, &n) == nullptr;
+    }
+    if (!ok) {
+      char why[160];
+      snprintf(why, sizeof why, "'%.*s' is not IP[:PORT] (IPv6 as [addr]:port)",
+               static_cast<int>(entry.size() < 100 ? entry.size() : 100), entry.data());
+      core::option_fail(g_options[opt_dns_server], why);
+    }
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+}
+
 // SIDECAR_PROBES: URLs separated by commas or white space, split in place (start-up only).
 size_t split_probes(char* list, const char** out, size_t max) {
   size_t n = 0;
@@ -280,6 +326,7 @@ int main(int argc, char** argv) {
   }
   const char* dns_server = g_options[opt_dns_server].value;
   if (dns_server != nullptr && dns_server[0] == '\0') dns_server = nullptr;
+  if (dns_server != nullptr) validate_dns_servers(dns_server);
   std::unique_ptr<char[]> probe_text(new char[strlen(g_options[opt_probes].value) + 1]);
   strcpy(probe_text.get(), g_options[opt_probes].value);
   const char* probe_urls[kMaxProbes];

@@ -91,7 +91,7 @@ def parse_name(msg, off):
 
 def encode_name(name):
     out = b""
-    for label in _norm(name).split(".") if name.strip(".") else []:
+    for label in name.rstrip(".").split(".") if name.strip(".") else []:
         raw = label.encode("ascii")
         if not 0 < len(raw) < 64:
             raise ValueError("bad label in %r" % name)

@@ -21,6 +21,8 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
+import http.client
 import time
 from pathlib import Path
 
@@ -87,6 +89,10 @@ def container_id(service):
 
 def inspect(obj):
     return json.loads(run(["docker", "inspect", obj], timeout=30).stdout)[0]
+
+
+def inspect_network(name):
+    return json.loads(run(["docker", "network", "inspect", name], timeout=30).stdout)[0]
 
 
 def logs(service):
@@ -373,6 +379,41 @@ def test_hello_container_is_healthy(stack):
     wait_for("hello to be healthy", lambda: health_status(cid) == "healthy", timeout=60)
 
 
+def test_containers_are_hardened(stack, capsys):
+    """Non-root, read-only root fs, no capabilities, no-new-privileges, memory and pids limits,
+    init for nginx, only nginx published, hello and the sidecar on an internal network."""
+    backend = inspect_network(PROJECT + "_backend")
+    assert backend["Internal"] is True, backend
+    for service in SERVICES:
+        c = inspect(container_id(service))
+        hc, cfg = c["HostConfig"], c["Config"]
+        what = "%s: " % service
+        user = cfg.get("User") or ""
+        assert user and user.split(":")[0] not in ("0", "root"), what + "User=%r" % user
+        with open("/proc/%d/status" % c["State"]["Pid"]) as f:
+            uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", f.read(), re.M)
+        assert uids and uids.group(1) != "0" and uids.group(2) != "0", what + "runs as root"
+        assert hc["ReadonlyRootfs"] is True, what + "root filesystem is writable"
+        assert "ALL" in (hc.get("CapDrop") or []) and not hc.get("CapAdd"), what + str(hc.get("CapAdd"))
+        assert any(o.startswith("no-new-privileges") for o in hc.get("SecurityOpt") or []), what
+        assert not hc.get("Privileged"), what
+        assert hc.get("Memory", 0) > 0, what + "no memory limit"
+        assert (hc.get("PidsLimit") or 0) > 0, what + "no pids limit"
+        published = sorted(p for p, b in (c["NetworkSettings"]["Ports"] or {}).items() if b)
+        networks = sorted(c["NetworkSettings"]["Networks"])
+        if service == "nginx":
+            assert published == ["80/tcp"], what + str(published)
+            assert hc.get("Init") is True, what + "no init (its entry point keeps a child)"
+            assert networks == sorted([PROJECT + "_backend", PROJECT + "_frontend"]), networks
+        else:
+            assert published == [], what + str(published)
+            assert networks == [PROJECT + "_backend"], what + str(networks)
+        with capsys.disabled():
+            print("\n[e2e] %s: user %s, read-only, cap_drop ALL, no-new-privileges, memory %d MiB, "
+                  "pids %d, networks %s" % (service, user, hc["Memory"] >> 20, hc["PidsLimit"],
+                                            ",".join(n[len(PROJECT) + 1:] for n in networks)), end="")
+
+
 def test_replicas_all_answer_and_are_followed(stack, capsys):
     compose("up", "-d", "--no-recreate", "--scale", "hello=3", timeout=300)
     wait_for("3 hello replicas answering through nginx",
@@ -445,6 +486,122 @@ def test_strategy_is_selectable(stack):
             check=False)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "NGINX_LB_STRATEGY 'bogus'" in p.stderr
+
+
+class Load:
+    """Constant GET / traffic through nginx from `threads` keep-alive connections until stop():
+    counts answers by status and failed requests.
+
+    Like browsers, curl and Go's net/http, it retries a request once on a new connection when
+    a connection it had already used was closed before any byte of the answer arrived (RFC
+    9112 section 9.3.1; GET is idempotent). That happens once per connection at every nginx
+    reload (the entry point reloads when replicas come and go): the old workers close their
+    keep-alive connections. Those retries are counted and printed; a request that fails on a
+    fresh connection, or fails again, is an error."""
+
+    def __init__(self, threads=8):
+        self.statuses = {}
+        self.errors = []
+        self.retried = 0
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.workers = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        self.t0 = time.monotonic()
+        for w in self.workers:
+            w.start()
+
+    def once(self, conn):
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        r.read()
+        return r
+
+    def run(self):
+        conn, used = None, False
+        while not self.done.is_set():
+            try:
+                if conn is None:
+                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
+                try:
+                    r = self.once(conn)
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not used:
+                        raise
+                    conn.close()
+                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
+                    with self.lock:
+                        self.retried += 1
+                    r = self.once(conn)
+                used = True
+                with self.lock:
+                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.errors.append("%.2fs %r" % (time.monotonic() - self.t0, e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def stop(self):
+        self.done.set()
+        for w in self.workers:
+            w.join(timeout=10)
+        self.seconds = time.monotonic() - self.t0
+        self.total = sum(self.statuses.values())
+        self.non_2xx = sum(n for code, n in self.statuses.items() if not 200 <= code < 300)
+        return self
+
+    def summary(self):
+        return ("%d requests in %.1fs (%.0f/s), statuses %s, non-2xx %d, failed %d "
+                "(retried on a new connection after a keep-alive close: %d)" % (
+                    self.total, self.seconds, self.total / self.seconds, self.statuses,
+                    self.non_2xx, len(self.errors), self.retried))
+
+
+def test_rolling_update_under_load_has_no_failed_request(stack, capsys):
+    """scripts/rolling-update.sh replaces all 3 replicas (new configuration: STACK_REVISION=2)
+    while constant traffic runs through nginx: 0 non-2xx answers, 0 socket errors."""
+    before = set(replica_ids())
+    assert len(before) == 3, before
+    load = Load()
+    time.sleep(2)
+    env = dict(compose_env(), STACK_REVISION="2")
+    p = subprocess.run([str(REPO / "scripts" / "rolling-update.sh")], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    time.sleep(3)
+    load.stop()
+    with capsys.disabled():
+        print("\n[e2e] rolling update of 3 replicas under load: " + load.summary())
+        print("\n".join("[e2e]   " + l for l in p.stdout.splitlines()))
+    assert p.returncode == 0, p.stdout + p.stderr
+    after = set(replica_ids())
+    assert len(after) == 3 and not (after & before), (before, after)
+    for cid in after:
+        assert "STACK_REVISION=2" in inspect(cid)["Config"]["Env"], cid
+    assert load.total > 100, load.summary()
+    assert load.non_2xx == 0 and not load.errors, load.summary() + "\n" + "\n".join(load.errors[:20])
+
+
+def test_sigkilled_replica_costs_no_request(stack, capsys):
+    """One of 3 replicas is killed (SIGKILL) under load: nginx retries on the others."""
+    victim = replica_ids()[0]
+    load = Load()
+    time.sleep(2)
+    run(["docker", "kill", "-s", "KILL", victim], timeout=30)
+    time.sleep(4)
+    load.stop()
+    with capsys.disabled():
+        print("\n[e2e] one of 3 replicas SIGKILLed under load: " + load.summary())
+    assert load.total > 100, load.summary()
+    assert load.non_2xx == 0 and not load.errors, load.summary() + "\n" + "\n".join(load.errors[:20])
+    wait_for("the killed replica to be back and healthy",
+             lambda: inspect(victim)["State"]["Running"] and health_status(victim) == "healthy",
+             timeout=60, interval=1)
 
 
 def test_back_to_one_replica(stack):

@@ -119,6 +119,10 @@ Used to check terminationGracePeriodSeconds against the drain settings.
       value: {{ .root.Values.sidecar.logFormat | quote }}
     - name: SIDECAR_METRICS_LISTEN
       value: {{ printf ":%v" .root.Values.sidecar.metricsPort | quote }}
+    {{- with .root.Values.sidecar.probes }}
+    - name: SIDECAR_PROBES
+      value: {{ join "," . | quote }}
+    {{- end }}
     {{- with .root.Values.sidecar.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
