@@ -11,6 +11,8 @@ strategy=${NGINX_LB_STRATEGY:-round_robin}
 interval=${NGINX_RESOLVE_INTERVAL:-2}
 template=/etc/nginx/templates/default.conf.template
 conf=/etc/nginx/conf.d/default.conf
+retry_upstreams=/etc/nginx/conf.d/hello-retry-upstreams.conf  # http level (*.conf)
+retry_locations=/etc/nginx/conf.d/hello-retry.locations        # included by the server
 
 case "$strategy" in
   round_robin) directive="# round robin (nginx's default)" ;;
@@ -38,7 +40,39 @@ render() {
     servers="${servers}server ${a}:${upstream_port} max_fails=2 fail_timeout=5s; "
   done
   sed -e "s|@STRATEGY@|${directive}|" -e "s|@SERVERS@|${servers}|" "$template" > "$conf.tmp"
+  render_retries "$1"
+  mv "$retry_upstreams.tmp" "$retry_upstreams"
+  mv "$retry_locations.tmp" "$retry_locations"
   mv "$conf.tmp" "$conf"
+}
+
+# A 410 (a poisoned replica's /status) cannot be retried by proxy_next_upstream, so location /
+# hands it to @retry1, which asks replica 1 alone, then @retry2 replica 2, and so on: every
+# replica is asked once (at most 9: nginx allows 10 internal redirects), and the client sees a
+# 410 only when all of them are poisoned. A refused or failed try moves on the same way.
+render_retries() {
+  n=0
+  : > "$retry_upstreams.tmp"
+  : > "$retry_locations.tmp"
+  for a in $1; do
+    [ "$n" -lt 9 ] || break
+    n=$((n + 1))
+    printf 'upstream hello_retry%d { server %s:%s; keepalive 4; }\n' "$n" "$a" "$upstream_port" \
+      >> "$retry_upstreams.tmp"
+  done
+  i=1
+  while [ "$i" -le "$n" ]; do
+    {
+      printf 'location @retry%d {\n    proxy_pass http://hello_retry%d;\n' "$i" "$i"
+      printf '    include /etc/nginx/hello/proxy.conf;\n'
+      if [ "$i" -lt "$n" ]; then
+        printf '    proxy_intercept_errors on;\n    recursive_error_pages on;\n'
+        printf '    error_page 410 502 503 504 = @retry%d;\n' $((i + 1))
+      fi
+      printf '}\n'
+    } >> "$retry_locations.tmp"
+    i=$((i + 1))
+  done
 }
 
 # Wait (bounded) for the first replica: compose starts nginx once hello is healthy, but a
