@@ -1,0 +1,715 @@
+"""End-to-end test of the Swarm deployment (deploy/swarm/stack.yml): zero-downtime updates.
+
+    /usr/bin/python3 -m pytest -s tests/e2e/test_swarm.py
+
+Makes this node a single-node swarm if it is not in one yet (and leaves it again at the end),
+builds the images under test tags, deploys the stack with nginx on port 18080 (so it can run
+beside the compose e2e on port 80), waits for 4/4 healthy hello replicas, then:
+
+  1. rolls hello to a new image under constant keep-alive load through nginx and counts every
+     answer: no non-2xx, no failed request, every task on the new spec, and for every old
+     replica nginx stopped sending before its listener closed;
+  2. starts an update whose replicas never get healthy: Swarm rolls it back by itself and the
+     old replicas never stop;
+  3. poisons one replica (its /health answers 503): Docker marks it unhealthy, Swarm stops it and
+     starts a replacement in the same slot, and the service answers throughout;
+  4. removes the stack (waiting for its networks to go) and leaves the swarm if it made it,
+     also when something failed.
+
+Every part prints what it measured and how long it took.
+
+Environment: SWARM_HTTP_PORT (published port, default 18080), SWARM_STACK (stack name, default
+hello-e2e), SWARM_PUBLISH_MODE (ingress or host; default ingress when the kernel has IPVS, which
+Swarm's routing mesh needs, else host), SWARM_LOAD_CONNECTIONS (default 8), E2E_UP_TIMEOUT
+(seconds allowed for building the images, default 1800), STACK_SWARM_E2E=0 skips the module.
+
+The tests share one stack and run in file order.
+"""
+
+import collections
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_FILE = REPO / "deploy" / "swarm" / "stack.yml"
+STACK = os.environ.get("SWARM_STACK", "hello-e2e")
+HOST = "127.0.0.1"
+HTTP_PORT = int(os.environ.get("SWARM_HTTP_PORT") or "18080")
+UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
+LOAD_CONNECTIONS = int(os.environ.get("SWARM_LOAD_CONNECTIONS") or "8")
+TAG_OLD, TAG_NEW = "e2e-swarm-a", "e2e-swarm-b"
+REPLICAS = 4
+HELLO = STACK + "_hello"
+NGINX = STACK + "_nginx"
+# Every path answers 2xx through nginx while a replica drains: /health and /status answer 503
+# there, which nginx retries on another replica (proxy_next_upstream skips the tried ones).
+LOAD_PATHS = ("/", "/swarm", "/health", "/status")
+# While a replica is poisoned, its /status answers 410, which nginx asks once more through
+# error_page 410 = @retry: that second pick is plain round robin over all replicas, the
+# poisoned one included, so under concurrent load some 410s reach the client (a few percent of
+# /status requests with 8 connections; none with one). Left out of the load until nginx's
+# config handles it; /health (503 there) stays in.
+POISONED_LOAD_PATHS = ("/", "/swarm", "/health")
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("docker") is None, reason="docker is not installed"),
+    pytest.mark.skipif(os.environ.get("STACK_SWARM_E2E") == "0", reason="STACK_SWARM_E2E=0"),
+]
+
+
+# ------------------------------------------------------------------ helpers
+
+def run(cmd, timeout, check=True, env=None):
+    """Run a command with a hard time bound; return the CompletedProcess."""
+    try:
+        p = subprocess.run(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("timed out after %ss: %s\n%s"
+                    % (timeout, " ".join(cmd), tail(e.stdout, e.stderr)))
+    if check and p.returncode != 0:
+        pytest.fail("exit %d: %s\n%s" % (p.returncode, " ".join(cmd), tail(p.stdout, p.stderr)))
+    return p
+
+
+def tail(*outs, n=60):
+    text = "\n".join(o.decode() if isinstance(o, bytes) else (o or "") for o in outs)
+    return "\n".join(text.splitlines()[-n:])
+
+
+def docker(*args, timeout=60, check=True, env=None):
+    return run(["docker", *args], timeout=timeout, check=check, env=env)
+
+
+def inspect(*objs):
+    return json.loads(docker("inspect", *objs, timeout=30).stdout)
+
+
+def wait_for(what, predicate, timeout, interval=0.25):
+    """Poll predicate() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+            last_exc = e
+        time.sleep(interval)
+    pytest.fail("timed out after %ss waiting for %s (last error: %r)" % (timeout, what, last_exc))
+
+
+def port_open(host, port, timeout=1.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def get(path, timeout=5):
+    """One GET through nginx on a fresh connection: (status, headers, body)."""
+    conn = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def served_by(n):
+    """X-Served-By counts (the task name) over n GET / through nginx."""
+    seen = collections.Counter()
+    for _ in range(n):
+        status, headers, _ = get("/")
+        assert status == 200, status
+        seen[headers.get("X-Served-By")] += 1
+    return seen
+
+
+def stamp(text):
+    """Seconds since the epoch of an RFC 3339 time as Docker and hello print it (UTC, up to
+    nanoseconds, trailing Z)."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$", text)
+    assert m, text
+    t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return t.timestamp() + (float("0." + m.group(2)) if m.group(2) else 0.0)
+
+
+def say(capsys, fmt, *args):
+    with capsys.disabled():
+        print("\n[swarm] " + (fmt % args if args else fmt), flush=True)
+
+
+# ------------------------------------------------------------------ swarm objects
+
+def tasks(service, desired="running"):
+    """The service's tasks (docker inspect objects) with that desired state."""
+    ids = docker("service", "ps", "-q", "--no-trunc", "--filter", "desired-state=" + desired,
+                 service, timeout=30).stdout.split()
+    return inspect(*ids) if ids else []
+
+
+def task_container(task):
+    return ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+
+
+def task_ip(task):
+    for att in task.get("NetworksAttachments") or []:
+        if att["Network"]["Spec"]["Name"] == STACK + "_backend":
+            return att["Addresses"][0].split("/")[0]
+    return None
+
+
+def container_health(cid):
+    try:
+        c = inspect(cid)[0]
+    except Exception:  # noqa: BLE001 - removed meanwhile
+        return None, None
+    return (c["State"].get("Health") or {}).get("Status"), c["State"]["Status"]
+
+
+def healthy_replicas():
+    """IDs of hello tasks that run with a healthy container, when all REPLICAS of them do."""
+    ts = [t for t in tasks(HELLO) if t["Status"]["State"] == "running"]
+    if len(ts) != REPLICAS:
+        return None
+    if any(container_health(task_container(t))[0] != "healthy" for t in ts):
+        return None
+    return {t["ID"] for t in ts}
+
+
+def nginx_container():
+    ids = docker("ps", "-q", "--no-trunc", "--filter",
+                 "label=com.docker.swarm.service.name=" + NGINX, timeout=30).stdout.split()
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def nginx_upstream_changes(since):
+    """[(time, [ip, ...])]: the replica sets nginx/entrypoint.sh switched to (graceful reload)
+    since the given epoch time, from its log lines with Docker's timestamps."""
+    p = docker("logs", "-t", "--since", "%.3f" % since, nginx_container(), timeout=60)
+    out = []
+    for line in (p.stdout + p.stderr).splitlines():
+        m = re.match(r"(\S+) nginx-entrypoint: replicas changed: (.*); reloading$", line)
+        if m:
+            out.append((stamp(m.group(1)), m.group(2).split()))
+    return sorted(out)
+
+
+def hello_events(cid):
+    """{event: (time, rest)} of the first SIGNAL / DRAIN / EXIT lines of a hello container."""
+    p = docker("logs", cid, timeout=60)
+    events = {}
+    for line in (p.stdout + p.stderr).splitlines():
+        m = re.match(r"(\S+) hello (SIGNAL|DRAIN|EXIT) ?(.*)$", line)
+        if m and m.group(2) not in events:
+            events[m.group(2)] = (stamp(m.group(1)), m.group(3))
+    return events
+
+
+# ------------------------------------------------------------------ load
+
+class Load:
+    """Constant load through nginx: `connections` threads, each with its own keep-alive
+    connection, cycling over the paths with a short pause between requests.
+
+    Every request ends in exactly one of: a 2xx (ok), another status (non2xx), or an error
+    (refused, reset or timed out on a fresh connection, cut mid-answer, or a retry that failed).
+    One case is retried, once, on a new connection, and counted apart as `stale`: the request
+    went out on a keep-alive connection that had already served an answer, and the connection
+    closed before any byte of an answer came back. That is how nginx's graceful reload looks to
+    a client (the old workers close their idle keep-alive connections; the request was never
+    read), and RFC 9112 section 9.3.1 lets clients retry it; browsers do.
+    """
+
+    def __init__(self, connections=LOAD_CONNECTIONS, pause=0.005, paths=LOAD_PATHS):
+        self.connections, self.pause, self.paths = connections, pause, paths
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.stale = []    # times
+        self.non2xx = []   # (time, path, status, served by)
+        self.errors = []   # (time, path, what)
+        self.served = collections.Counter()
+        self.threads = []
+        self.started = self.seconds = None
+
+    def _worker(self, index):
+        conn, used, ok, served = None, 0, 0, collections.Counter()
+        n = index
+        while not self.stop.is_set():
+            path = self.paths[n % len(self.paths)]
+            n += 1
+            retried = False
+            while True:
+                if conn is None:
+                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), 0
+                try:
+                    conn.request("GET", path)
+                    r = conn.getresponse()
+                except (ConnectionError, http.client.BadStatusLine) as e:
+                    conn.close()
+                    conn = None
+                    if used and not retried:
+                        retried = True
+                        with self.lock:
+                            self.stale.append(time.time())
+                        continue
+                    with self.lock:
+                        self.errors.append((time.time(), path, repr(e)))
+                    break
+                except OSError as e:  # timeouts and the like: never retried
+                    conn.close()
+                    conn = None
+                    with self.lock:
+                        self.errors.append((time.time(), path, repr(e)))
+                    break
+                try:
+                    r.read()
+                except OSError as e:
+                    conn.close()
+                    conn = None
+                    with self.lock:
+                        self.errors.append((time.time(), path, "mid-answer " + repr(e)))
+                    break
+                used += 1
+                by = r.getheader("X-Served-By", "-")
+                if 200 <= r.status < 300:
+                    ok += 1
+                    served[by] += 1
+                else:
+                    with self.lock:
+                        self.non2xx.append((time.time(), path, r.status, by))
+                if r.will_close:
+                    conn.close()
+                    conn = None
+                break
+            if self.pause:
+                time.sleep(self.pause)
+        if conn is not None:
+            conn.close()
+        with self.lock:
+            self.ok += ok
+            self.served.update(served)
+
+    def start(self):
+        self.threads = [threading.Thread(target=self._worker, args=(i,), daemon=True)
+                        for i in range(self.connections)]
+        self.started = time.time()
+        for t in self.threads:
+            t.start()
+        return self
+
+    def finish(self):
+        if self.seconds is not None:
+            return self
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in self.threads), "load threads did not stop"
+        self.seconds = time.time() - self.started
+        return self
+
+    def total(self):
+        return self.ok + len(self.non2xx) + len(self.errors)
+
+    def summary(self):
+        return ("%d requests in %.1f s (%.0f/s) over %d keep-alive connections: %d 2xx, "
+                "%d non-2xx, %d errors; %d stale keep-alive connections closed by nginx "
+                "reloads, retried once" % (
+                    self.total(), self.seconds, self.total() / self.seconds, self.connections,
+                    self.ok, len(self.non2xx), len(self.errors), len(self.stale)))
+
+
+def check_load(load, reloads):
+    assert load.total() > 1000, load.summary()
+    assert not load.non2xx, "non-2xx answers (time, path, status, served by): %r\n%s" % (
+        load.non2xx[:20], load.summary())
+    assert not load.errors, "failed requests (time, path, error): %r\n%s" % (
+        load.errors[:20], load.summary())
+    # A reload can close each client connection at most once.
+    assert len(load.stale) <= load.connections * reloads, (load.summary(), reloads)
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def swarm(capsys_module):
+    """This node as a swarm manager; a swarm made here is left again at the end."""
+    p = docker("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+               timeout=30, check=False)
+    if p.returncode != 0:
+        pytest.skip("docker is not usable here: %s" % tail(p.stderr, n=3))
+    state, manager = (p.stdout.split() + ["", ""])[:2]
+    initialized = False
+    # swarm init creates this bridge and swarm leave keeps it: removed again if made here.
+    had_gwbridge = docker("network", "inspect", "docker_gwbridge", timeout=30,
+                          check=False).returncode == 0
+    if state == "inactive":
+        t0 = time.monotonic()
+        p = docker("swarm", "init", timeout=60, check=False)
+        if p.returncode != 0 and "advertise" in p.stderr:
+            # Several addresses and none chosen: a single-node swarm can use loopback.
+            p = docker("swarm", "init", "--advertise-addr", "127.0.0.1", timeout=60, check=False)
+        if p.returncode != 0:
+            pytest.fail("docker swarm init failed:\n%s" % tail(p.stdout, p.stderr))
+        initialized = True
+        say(capsys_module, "docker swarm init: %.1f s (left again at the end)",
+            time.monotonic() - t0)
+    elif state != "active" or manager != "true":
+        pytest.skip("this node is in swarm state %r (manager: %s); need an active manager or none"
+                    % (state, manager))
+    else:
+        say(capsys_module, "this node is already a swarm manager: the test will not leave it")
+    try:
+        yield initialized
+    finally:
+        if initialized:
+            t0 = time.monotonic()
+            docker("swarm", "leave", "--force", timeout=120, check=False)
+            if not had_gwbridge:
+                docker("network", "rm", "docker_gwbridge", timeout=60, check=False)
+            say(capsys_module, "docker swarm leave --force: %.1f s", time.monotonic() - t0)
+
+
+@pytest.fixture(scope="module")
+def capsys_module(request):
+    """What capsys.disabled() is to a test, for the module-scoped fixtures: their timings are
+    printed even without -s."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+
+    class _Disabled:
+        def disabled(self):
+            if capman is None:
+                return contextlib.nullcontext()
+            return capman.global_and_fixture_disabled()
+
+    return _Disabled()
+
+
+@pytest.fixture
+def start_load():
+    """A Load, started by the test; stopped at the end whatever happened."""
+    loads = []
+    yield lambda **kw: loads.append(Load(**kw).start()) or loads[-1]
+    for one in loads:
+        one.finish()
+
+
+@pytest.fixture(scope="module")
+def images(swarm, capsys_module):
+    """hello-stack/{hello,sidecar,nginx}:TAG_OLD and hello-stack/hello:TAG_NEW, a different
+    image (same build, one more label) for the update."""
+    t0 = time.monotonic()
+    run([str(REPO / "scripts" / "base-images.sh")], timeout=UP_TIMEOUT)
+    for target in ("hello", "sidecar", "nginx"):
+        docker("build", "-q", "-f", "Dockerfile.multi", "--target", target,
+               "-t", "hello-stack/%s:%s" % (target, TAG_OLD), ".", timeout=UP_TIMEOUT)
+    docker("build", "-q", "-f", "Dockerfile.multi", "--target", "hello",
+           "--label", "org.opencontainers.image.version=" + TAG_NEW,
+           "-t", "hello-stack/hello:" + TAG_NEW, ".", timeout=UP_TIMEOUT)
+    ids = {tag: inspect("hello-stack/hello:" + tag)[0]["Id"] for tag in (TAG_OLD, TAG_NEW)}
+    assert ids[TAG_OLD] != ids[TAG_NEW], ids
+    say(capsys_module, "images built: %.1f s (hello %s = %s, %s = %s)", time.monotonic() - t0,
+        TAG_OLD, ids[TAG_OLD][7:19], TAG_NEW, ids[TAG_NEW][7:19])
+    try:
+        yield ids
+    finally:
+        tags = ["hello-stack/%s:%s" % (t, TAG_OLD) for t in ("hello", "sidecar", "nginx")]
+        docker("rmi", *tags, "hello-stack/hello:" + TAG_NEW, timeout=120, check=False)
+
+
+def publish_mode():
+    mode = os.environ.get("SWARM_PUBLISH_MODE")
+    if mode:
+        return mode
+    # The routing mesh (ingress) balances with IPVS; without it a published port only works in
+    # host mode. Swarm loads the module when it creates the ingress network, if it can.
+    return "ingress" if os.path.exists("/proc/net/ip_vs") else "host"
+
+
+def stack_env():
+    env = dict(os.environ)
+    mode = publish_mode()
+    env.update(HTTP_PORT=str(HTTP_PORT), STACK_TAG=TAG_OLD, HELLO_CHAOS="on",
+               HTTP_PUBLISH_MODE=mode,
+               NGINX_UPDATE_ORDER="start-first" if mode == "ingress" else "stop-first")
+    return env
+
+
+def remove_stack(capsys_module):
+    """docker stack rm, then wait until its networks are gone (the last thing to go)."""
+    t0 = time.monotonic()
+    docker("stack", "rm", STACK, timeout=120, check=False)
+
+    def gone():
+        label = "label=com.docker.stack.namespace=" + STACK
+        nets = docker("network", "ls", "-q", "--filter", label, timeout=30).stdout.split()
+        ctrs = docker("ps", "-aq", "--filter", label, timeout=30).stdout.split()
+        return not nets and not ctrs
+
+    wait_for("the stack's containers and networks to be removed", gone, timeout=90, interval=0.5)
+    return time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def stack(swarm, images, capsys_module):
+    if docker("stack", "ls", "--format", "{{.Name}}", timeout=30).stdout.split().count(STACK):
+        remove_stack(capsys_module)
+    if port_open(HOST, HTTP_PORT):
+        pytest.fail("port %d is already in use; set SWARM_HTTP_PORT to a free port" % HTTP_PORT)
+    t0 = time.monotonic()
+    try:
+        p = docker("stack", "deploy", "--resolve-image", "never", "-c", str(STACK_FILE), STACK,
+                   timeout=120, env=stack_env())
+        ignored = re.findall(r"Ignoring unsupported options: (.*)", p.stdout + p.stderr)
+        say(capsys_module, "docker stack deploy (publish mode %s, port %d); the CLI said: "
+            "ignoring unsupported options: %s", publish_mode(), HTTP_PORT,
+            ", ".join(ignored) or "none")
+        wait_for("%d healthy hello replicas" % REPLICAS, healthy_replicas, timeout=120,
+                 interval=0.5)
+        wait_for("nginx to answer on port %d" % HTTP_PORT,
+                 lambda: get("/", timeout=2)[0] == 200, timeout=60, interval=0.5)
+        wait_for("nginx to balance over all %d replicas" % REPLICAS,
+                 lambda: len(served_by(4 * REPLICAS)) == REPLICAS, timeout=60, interval=0.5)
+        say(capsys_module, "deployed, %d/%d hello healthy, nginx answering: %.1f s",
+            REPLICAS, REPLICAS, time.monotonic() - t0)
+        yield
+    finally:
+        # Shown by pytest when something failed.
+        print(docker("stack", "ps", "--no-trunc", STACK, timeout=30, check=False).stdout)
+        seconds = remove_stack(capsys_module)
+        say(capsys_module, "docker stack rm until its networks were gone: %.1f s", seconds)
+
+
+# ------------------------------------------------------------------ the stack as deployed
+
+def test_deployed_as_specified(stack, capsys):
+    spec = inspect(HELLO)[0]["Spec"]
+    cs = spec["TaskTemplate"]["ContainerSpec"]
+    assert spec["Mode"]["Replicated"]["Replicas"] == REPLICAS
+    assert spec["UpdateConfig"]["Order"] == "start-first"
+    assert spec["UpdateConfig"]["Parallelism"] == 1
+    assert spec["UpdateConfig"]["FailureAction"] == "rollback"
+    assert spec["UpdateConfig"]["Monitor"] > 0
+    assert spec["RollbackConfig"]["Order"] == "start-first"
+    assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"
+    limits = spec["TaskTemplate"]["Resources"]["Limits"]
+    assert limits["MemoryBytes"] and limits["NanoCPUs"] and limits["Pids"], limits
+    assert spec["EndpointSpec"]["Mode"] == "dnsrr"
+    assert cs["ReadOnly"] is True
+    assert cs["CapabilityDrop"] == ["ALL"]
+    assert cs["User"] == "65532:65532"
+    env = dict(e.split("=", 1) for e in cs["Env"])
+    delay = float(env["HELLO_DRAIN_DELAY"].rstrip("s"))
+    drain = float(env["HELLO_DRAIN_TIMEOUT"].rstrip("s"))
+    assert cs["StopGracePeriod"] / 1e9 > delay + drain, cs["StopGracePeriod"]
+
+    # What a running replica really got.
+    task = tasks(HELLO)[0]
+    c = inspect(task_container(task))[0]
+    assert c["HostConfig"]["ReadonlyRootfs"] is True
+    assert c["HostConfig"]["CapDrop"] == ["ALL"]
+    assert c["HostConfig"]["PidsLimit"] == limits["Pids"]
+    assert c["HostConfig"]["Memory"] == limits["MemoryBytes"]
+    assert set(c["NetworkSettings"]["Networks"]) == {STACK + "_backend"}
+    net = inspect(STACK + "_backend")[0]
+    assert net["Internal"] is True and net["Driver"] == "overlay"
+    with open("/proc/%d/status" % c["State"]["Pid"]) as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    assert status["Uid"].split()[1] == "65532", status["Uid"]  # effective uid
+    assert int(status["CapEff"], 16) == 0, status["CapEff"]
+    # security_opt (no-new-privileges) is dropped by `docker stack deploy`: shown, not asserted.
+    say(capsys, "hello task as running: read-only root, CapEff=%s, uid 65532, pids limit %d, "
+        "memory limit %d MiB, networks %s; NoNewPrivs=%s (security_opt is ignored by Swarm)",
+        status["CapEff"].strip(), c["HostConfig"]["PidsLimit"], c["HostConfig"]["Memory"] >> 20,
+        sorted(c["NetworkSettings"]["Networks"]), status["NoNewPrivs"].strip())
+
+    # Only nginx publishes a port.
+    for service in (HELLO, STACK + "_sidecar"):
+        assert not (inspect(service)[0]["Endpoint"].get("Ports") or []), service
+    ncs = inspect(NGINX)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert ncs["ReadOnly"] is True and ncs["CapabilityDrop"] == ["ALL"], ncs
+    assert ncs.get("StopSignal") == "SIGQUIT", ncs
+    assert {"NGINX_UPSTREAM_HOST=tasks.hello"} <= set(ncs["Env"]), ncs["Env"]
+    ports = inspect(NGINX)[0]["Endpoint"]["Ports"]
+    assert [(p["TargetPort"], p["PublishedPort"]) for p in ports] == [(80, HTTP_PORT)], ports
+
+
+# ------------------------------------------------------------------ 1. rolling update
+
+def test_rolling_update_under_load_drops_nothing(stack, images, capsys, start_load):
+    old = {t["ID"]: t for t in tasks(HELLO)}
+    assert len(old) == REPLICAS
+    load = start_load()
+    time.sleep(2)
+    t0 = time.time()
+    docker("service", "update", "--detach", "--no-resolve-image",
+           "--image", "hello-stack/hello:" + TAG_NEW, HELLO, timeout=60)
+
+    def update_state():
+        s = inspect(HELLO)[0].get("UpdateStatus") or {}
+        if s.get("State") in ("paused", "rollback_started", "rollback_paused",
+                              "rollback_completed"):
+            pytest.fail("the update did not go through: %r" % s)
+        return s.get("State") == "completed" and s
+
+    status = wait_for("the update to complete", update_state, timeout=180, interval=0.5)
+    assert stamp(status["StartedAt"][:19] + "Z") >= int(t0) - 1, status
+    t_completed = time.time()
+
+    # The last replaced replica is still draining: keep the load on until every old one exited.
+    def old_exited():
+        return all(container_health(task_container(t))[1] in ("exited", None) for t in old.values())
+
+    wait_for("the old replicas to exit", old_exited, timeout=60, interval=0.5)
+    t_exited = time.time()
+    time.sleep(1)
+    load.finish()
+
+    changes = nginx_upstream_changes(load.started)
+    say(capsys, "rolling update of %d replicas: UpdateStatus completed after %.1f s "
+        "(%s .. %s), last old replica exited after %.1f s; nginx reloaded %d times",
+        REPLICAS, t_completed - t0, status.get("StartedAt"), status.get("CompletedAt"),
+        t_exited - t0, len(changes))
+    say(capsys, "load: %s", load.summary())
+
+    # Every replica runs the new spec, healthy.
+    new = wait_for("%d healthy replicas" % REPLICAS, healthy_replicas, timeout=30)
+    assert not new & set(old), "some tasks were not replaced"
+    for t in tasks(HELLO):
+        assert t["Spec"]["ContainerSpec"]["Image"] == "hello-stack/hello:" + TAG_NEW
+        assert inspect(task_container(t))[0]["Image"] == images[TAG_NEW]
+    per_task = collections.Counter()
+    for by, n in load.served.items():
+        per_task[by.rsplit(".", 1)[-1]] += n
+    say(capsys, "2xx answers per task, old %s -> new %s",
+        [per_task[i] for i in old], [per_task[i] for i in new])
+    assert all(per_task[i] > 0 for i in new), (dict(per_task), new)
+
+    # For every old replica: nginx had dropped it before its listener closed (DRAIN start).
+    margins = []
+    for task_id, t in old.items():
+        ip = task_ip(t)
+        events = hello_events(task_container(t))
+        assert "SIGNAL" in events and "DRAIN" in events, (task_id, events)
+        assert "EXIT" in events and events["EXIT"][1] == "code=0", (task_id, events)
+        dropped = [when for when, ips in changes if ip not in ips]
+        assert dropped, "nginx never dropped %s (%s): %r" % (ip, task_id, changes)
+        margin = events["DRAIN"][0] - dropped[0]
+        margins.append(margin)
+        say(capsys, "old replica %s (%s): out of nginx %.2f s before SIGTERM, %.2f s before its "
+            "listener closed (DRAIN %s)", task_id[:12], ip, events["SIGNAL"][0] - dropped[0],
+            margin, events["DRAIN"][1])
+        assert margin > 0.5, "nginx still sent to %s when it closed its listener" % ip
+    check_load(load, len(changes))
+
+
+# ------------------------------------------------------------------ 2. a failing update
+
+def test_failing_update_rolls_back_untouched(stack, capsys, start_load):
+    """An update whose replicas never get healthy (hello listens where its HEALTHCHECK does not
+    look): with start-first the old replicas are never stopped, the first new one fails, and
+    failure_action rollback restores the previous spec on its own."""
+    before = wait_for("%d healthy replicas" % REPLICAS, healthy_replicas, timeout=30)
+    previous = (inspect(HELLO)[0].get("UpdateStatus") or {}).get("StartedAt")
+    load = start_load()
+    time.sleep(1)
+    t0 = time.time()
+    docker("service", "update", "--detach", "--no-resolve-image",
+           "--env-add", "HELLO_LISTEN=0.0.0.0:9999", HELLO, timeout=60)
+
+    messages = []
+
+    def rolled_back():
+        s = inspect(HELLO)[0].get("UpdateStatus") or {}
+        if s.get("StartedAt") == previous:
+            return None
+        if s.get("Message") and s["Message"] not in messages:
+            messages.append(s["Message"])
+        if s.get("State") in ("completed", "paused", "rollback_paused"):
+            pytest.fail("expected an automatic rollback, got %r" % s)
+        return s.get("State") == "rollback_completed" and s
+
+    status = wait_for("the update to be rolled back", rolled_back, timeout=180, interval=0.5)
+    t_rolled_back = time.time()
+    time.sleep(1)
+    load.finish()
+
+    after = wait_for("%d healthy replicas" % REPLICAS, healthy_replicas, timeout=30)
+    spec = inspect(HELLO)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
+    env = dict(e.split("=", 1) for e in spec["Env"])
+    failed = [t for t in tasks(HELLO, desired="shutdown") if "HELLO_LISTEN=0.0.0.0:9999" in
+              (t["Spec"]["ContainerSpec"].get("Env") or [])]
+    say(capsys, "failing update: rolled back after %.1f s (%s); failed new task(s): %s; the %d "
+        "old replicas kept running: %s", t_rolled_back - t0, " / ".join(messages),
+        ["%s %s %r" % (t["ID"][:12], t["Status"]["State"], t["Status"].get("Err")) for t in failed],
+        REPLICAS, after == before)
+    say(capsys, "load: %s", load.summary())
+    assert env["HELLO_LISTEN"] == "0.0.0.0:8080", env
+    assert after == before, "replicas were replaced by a rolled-back update"
+    assert failed, "no task of the failing spec was started"
+    check_load(load, len(nginx_upstream_changes(load.started)))
+
+
+# ------------------------------------------------------------------ 3. unhealthy replica
+
+def test_unhealthy_replica_is_replaced(stack, capsys, start_load):
+    victim = tasks(HELLO)[0]
+    slot, cid = victim["Slot"], task_container(victim)
+    load = start_load(paths=POISONED_LOAD_PATHS)
+    time.sleep(1)
+    t0 = time.time()
+    # The scratch image has no shell, but hello --healthcheck does one GET (exit 0 on 200), and
+    # /poison answers GET: from inside the replica's own container, on its loopback.
+    p = docker("exec", cid, "/hello", "--healthcheck", "http://127.0.0.1:8080/poison", timeout=30)
+    assert "status 200" in p.stdout + p.stderr, p.stdout + p.stderr
+    wait_for("Docker to mark the poisoned replica unhealthy",
+             lambda: container_health(cid)[0] == "unhealthy", timeout=60, interval=0.25)
+    t_unhealthy = time.time()
+
+    def replaced():
+        current = [t for t in tasks(HELLO) if t["Slot"] == slot]
+        return (len(current) == 1 and current[0]["ID"] != victim["ID"]
+                and current[0]["Status"]["State"] == "running"
+                and container_health(task_container(current[0]))[0] == "healthy" and current[0])
+
+    wait_for("Swarm to stop the poisoned container",
+             lambda: container_health(cid)[1] in ("exited", None), timeout=60, interval=0.25)
+    t_exited = time.time()
+    replacement = wait_for("a healthy replacement in slot %d" % slot, replaced, timeout=90,
+                           interval=0.25)
+    t_replaced = time.time()
+    wait_for("%d healthy replicas" % REPLICAS, healthy_replicas, timeout=60)
+    time.sleep(1)
+    load.finish()
+
+    gone = inspect(victim["ID"])[0]
+    c = inspect(cid)[0]
+    failed_probes = [h for h in c["State"]["Health"]["Log"] if h["ExitCode"] != 0]
+    say(capsys, "poisoned %s (slot %d): unhealthy after %.1f s, stopped (drained, exit %d) after "
+        "%.1f s, replacement %s healthy after %.1f s; old task %s/%s, its container's health %s",
+        victim["ID"][:12], slot, t_unhealthy - t0, c["State"]["ExitCode"], t_exited - t0,
+        replacement["ID"][:12], t_replaced - t0, gone["DesiredState"], gone["Status"]["State"],
+        c["State"]["Health"]["Status"])
+    say(capsys, "load: %s", load.summary())
+    assert gone["DesiredState"] == "shutdown"
+    assert c["State"]["Health"]["Status"] == "unhealthy"
+    assert failed_probes and "status 503" in failed_probes[-1]["Output"], failed_probes
+    check_load(load, len(nginx_upstream_changes(load.started)))
