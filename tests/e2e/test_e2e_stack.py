@@ -127,6 +127,82 @@ def get(path, timeout=5):
     return requests.get(BASE + path, timeout=timeout)
 
 
+class Load:
+    """Constant GET / traffic through nginx from `threads` keep-alive connections until stop():
+    counts answers by status and failed requests.
+
+    Like browsers, curl and Go's net/http, it retries a request once on a new connection when
+    a connection it had already used was closed before any byte of the answer arrived (RFC
+    9112 section 9.3.1; GET is idempotent). That happens once per connection at every nginx
+    reload (the entry point reloads when replicas come and go): the old workers close their
+    keep-alive connections. Those retries are counted and printed; a request that fails on a
+    fresh connection, or fails again, is an error."""
+
+    def __init__(self, threads=8, path="/"):
+        self.path = path
+        self.statuses = {}
+        self.errors = []
+        self.retried = 0
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.workers = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        self.t0 = time.monotonic()
+        for w in self.workers:
+            w.start()
+
+    def once(self, conn):
+        conn.request("GET", self.path)
+        r = conn.getresponse()
+        r.read()
+        return r
+
+    def run(self):
+        conn, used = None, False
+        while not self.done.is_set():
+            try:
+                if conn is None:
+                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
+                try:
+                    r = self.once(conn)
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not used:
+                        raise
+                    conn.close()
+                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
+                    with self.lock:
+                        self.retried += 1
+                    r = self.once(conn)
+                used = True
+                with self.lock:
+                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.errors.append("%.2fs %r" % (time.monotonic() - self.t0, e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def stop(self):
+        self.done.set()
+        for w in self.workers:
+            w.join(timeout=10)
+        self.seconds = time.monotonic() - self.t0
+        self.total = sum(self.statuses.values())
+        self.non_2xx = sum(n for code, n in self.statuses.items() if not 200 <= code < 300)
+        return self
+
+    def summary(self):
+        return ("%d requests in %.1fs (%.0f/s), statuses %s, non-2xx %d, failed %d "
+                "(retried on a new connection after a keep-alive close: %d)" % (
+                    self.total, self.seconds, self.total / self.seconds, self.statuses,
+                    self.non_2xx, len(self.errors), self.retried))
+
+
 @pytest.fixture(scope="module")
 def stack():
     compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180)
@@ -440,7 +516,7 @@ def test_replicas_all_answer_and_are_followed(stack, capsys):
         print("[e2e] sidecar replicas: %s" % sorted(replicas))
 
 
-def test_poisoned_replica_unhealthy_and_its_410_not_served(stack):
+def test_poisoned_replica_unhealthy_and_its_410_not_served(stack, capsys):
     ids = replica_ids()
     victim = ids[0]
     p = hello_get(victim, "/poison")
@@ -451,6 +527,14 @@ def test_poisoned_replica_unhealthy_and_its_410_not_served(stack):
         # Its /health answers 503, which nginx retries on another replica (passive health).
         r = get("/health")
         assert r.status_code == 200, "a poisoned replica's /health %d reached the client" % r.status_code
+    # Concurrent clients too: a retry must never land on the poisoned replica again.
+    load = Load(path="/status")
+    time.sleep(3)
+    load.stop()
+    with capsys.disabled():
+        print("\n[e2e] /status with 1 of 3 replicas poisoned, 8 connections: " + load.summary())
+    assert load.total > 100 and load.statuses.get(200) == load.total and not load.errors, \
+        load.summary()
     wait_for("Docker to mark the poisoned replica unhealthy",
              lambda: health_status(victim) == "unhealthy", timeout=60, interval=1)
     assert hello_get(victim, "/antidote").returncode == 0
@@ -486,81 +570,6 @@ def test_strategy_is_selectable(stack):
             check=False)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "NGINX_LB_STRATEGY 'bogus'" in p.stderr
-
-
-class Load:
-    """Constant GET / traffic through nginx from `threads` keep-alive connections until stop():
-    counts answers by status and failed requests.
-
-    Like browsers, curl and Go's net/http, it retries a request once on a new connection when
-    a connection it had already used was closed before any byte of the answer arrived (RFC
-    9112 section 9.3.1; GET is idempotent). That happens once per connection at every nginx
-    reload (the entry point reloads when replicas come and go): the old workers close their
-    keep-alive connections. Those retries are counted and printed; a request that fails on a
-    fresh connection, or fails again, is an error."""
-
-    def __init__(self, threads=8):
-        self.statuses = {}
-        self.errors = []
-        self.retried = 0
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.workers = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-        self.t0 = time.monotonic()
-        for w in self.workers:
-            w.start()
-
-    def once(self, conn):
-        conn.request("GET", "/")
-        r = conn.getresponse()
-        r.read()
-        return r
-
-    def run(self):
-        conn, used = None, False
-        while not self.done.is_set():
-            try:
-                if conn is None:
-                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
-                try:
-                    r = self.once(conn)
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    if not used:
-                        raise
-                    conn.close()
-                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
-                    with self.lock:
-                        self.retried += 1
-                    r = self.once(conn)
-                used = True
-                with self.lock:
-                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
-                if r.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as e:
-                with self.lock:
-                    self.errors.append("%.2fs %r" % (time.monotonic() - self.t0, e))
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    def stop(self):
-        self.done.set()
-        for w in self.workers:
-            w.join(timeout=10)
-        self.seconds = time.monotonic() - self.t0
-        self.total = sum(self.statuses.values())
-        self.non_2xx = sum(n for code, n in self.statuses.items() if not 200 <= code < 300)
-        return self
-
-    def summary(self):
-        return ("%d requests in %.1fs (%.0f/s), statuses %s, non-2xx %d, failed %d "
-                "(retried on a new connection after a keep-alive close: %d)" % (
-                    self.total, self.seconds, self.total / self.seconds, self.statuses,
-                    self.non_2xx, len(self.errors), self.retried))
 
 
 def test_rolling_update_under_load_has_no_failed_request(stack, capsys):

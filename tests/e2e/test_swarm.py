@@ -56,12 +56,9 @@ NGINX = STACK + "_nginx"
 # Every path answers 2xx through nginx while a replica drains: /health and /status answer 503
 # there, which nginx retries on another replica (proxy_next_upstream skips the tried ones).
 LOAD_PATHS = ("/", "/swarm", "/health", "/status")
-# While a replica is poisoned, its /status answers 410, which nginx asks once more through
-# error_page 410 = @retry: that second pick is plain round robin over all replicas, the
-# poisoned one included, so under concurrent load some 410s reach the client (a few percent of
-# /status requests with 8 connections; none with one). Left out of the load until nginx's
-# config handles it; /health (503 there) stays in.
-POISONED_LOAD_PATHS = ("/", "/swarm", "/health")
+# While a replica is poisoned, its /status answers 410, which nginx intercepts and asks every
+# replica in turn (@retry1.. rendered by nginx/entrypoint.sh), so it stays in the load too.
+POISONED_LOAD_PATHS = LOAD_PATHS
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("docker") is None, reason="docker is not installed"),
