@@ -110,16 +110,21 @@ def summarize(runs, levels):
             per[path]["flagged"] = sum(1 for r in runs if r["path"] == path and
                                        r["connections"] == conns and
                                        (r["problems"] or r["warnings"]))
-        paired = []
+        # Headline: the median over rounds of each round's ratio (as in section 1).
+        per_round = {"rps": [], "p99_us": [], "p999_us": []}
         for tag in sorted({r["tag"] for r in runs}):
             by = {r["path"]: r for r in runs if r["tag"] == tag and r["connections"] == conns}
-            if by.get("via-hello", {}).get("rps") and by.get("via-nginx", {}).get("rps"):
-                paired.append(by["via-hello"]["rps"] / by["via-nginx"]["rps"])
+            for key in per_round:
+                x = ratio(by.get("via-hello", {}).get(key), by.get("via-nginx", {}).get(key))
+                if x is not None:
+                    per_round[key].append(x)
         h, n = per["via-hello"], per["via-nginx"]
-        out[conns] = {"paths": per, "paired": paired,
-                      "rps_ratio": ratio(h["rps"], n["rps"]),
-                      "p99_ratio": ratio(h["p99_us"], n["p99_us"]),
-                      "p999_ratio": ratio(h["p999_us"], n["p999_us"])}
+        out[conns] = {"paths": per, "paired": per_round["rps"],
+                      "rps_ratio": median_of(per_round["rps"]),
+                      "p99_ratio": median_of(per_round["p99_us"]),
+                      "p999_ratio": median_of(per_round["p999_us"]),
+                      "rps_of_medians": ratio(h["rps"], n["rps"]),
+                      "p99_of_medians": ratio(h["p99_us"], n["p99_us"])}
     return out
 
 
@@ -141,7 +146,8 @@ def markdown(cfg, data):
           "but for the upstream address: **via-hello** proxies to hello run with the compose "
           "file's settings (access log on, chaos routes on), **via-nginx** to a single-worker "
           "nginx returning the same JSON (and logging every request, as hello does). Proxy and "
-          "upstream share CPU 1, wrk has CPU 0; %d interleaved round(s) of %s, medians. "
+          "upstream share CPU 1, wrk has CPU 0; %d interleaved round(s) of %s; ratios are the "
+          "median over rounds of each round's ratio. "
           "Why loopback and not containers: perf/README.md." % (cfg["rounds"], cfg["duration"]),
           ""]
     L += ["```"]
@@ -165,11 +171,14 @@ def markdown(cfg, data):
                          "%d flagged" % p["flagged"] if p["flagged"] else ""])
         ratios.append(["-c%d via-hello / via-nginx" % conns, fmt_ratio(s["rps_ratio"]),
                        fmt_ratio(s["p99_ratio"]), fmt_ratio(s["p999_ratio"]),
-                       ", ".join("%.2fx" % x for x in s["paired"]) or "—"])
+                       ", ".join("%.2fx" % x for x in s["paired"]) or "—",
+                       "%s / %s" % (fmt_ratio(s["rps_of_medians"]),
+                                    fmt_ratio(s["p99_of_medians"]))])
     L += md_table(["conns", "path", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "proxy CPU",
                    "upstream CPU", "wrk CPU", "flags"], rows, "rlrrrrrrrl") + [""]
     L += md_table(["ratio", "req/s (higher is better)", "p99 (lower is better)",
-                   "p99.9 (lower is better)", "req/s per round"], ratios, "lrrrl") + [""]
+                   "p99.9 (lower is better)", "req/s per round",
+                   "req/s / p99 from the medians above"], ratios, "lrrrlr") + [""]
     L += ["Proxy and upstream share one core, so the upstream's CPU per request comes out of "
           "the proxy's: the upstream CPU column is where hello and nginx differ. At -c%s every "
           "client request reuses one of the %s idle upstream connections the template keeps "

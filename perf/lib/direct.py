@@ -127,15 +127,23 @@ def summarize(runs, names):
             if peer == "hello":
                 continue
             o = per[peer]
-            ratios[peer] = {"rps": ratio(h.get("rps"), o["rps"]),
-                            "p99": ratio(h.get("p99_us"), o["p99_us"]),
-                            "p999": ratio(h.get("p999_us"), o["p999_us"])}
-            # Paired per-round ratios: each round ran the servers back to back.
-            paired[peer] = []
+            # Paired per-round ratios: each round ran the servers back to back, so a drift of
+            # the machine's load that lasts longer than a round cancels out of its ratio; the
+            # median over rounds then drops a round where a burst hit one server only. These
+            # medians are the headline ratios; the ratios of the medians are shown beside them.
+            per_round = {"rps": [], "p99_us": [], "p999_us": []}
             for tag in sorted({r["tag"] for r in runs if r["mode"] == mode}):
                 by = {r["server"]: r for r in runs if r["mode"] == mode and r["tag"] == tag}
-                if by.get("hello", {}).get("rps") and by.get(peer, {}).get("rps"):
-                    paired[peer].append(by["hello"]["rps"] / by[peer]["rps"])
+                for key in per_round:
+                    x = ratio(by.get("hello", {}).get(key), by.get(peer, {}).get(key))
+                    if x is not None:
+                        per_round[key].append(x)
+            paired[peer] = per_round["rps"]
+            ratios[peer] = {"rps": median_of(per_round["rps"]),
+                            "p99": median_of(per_round["p99_us"]),
+                            "p999": median_of(per_round["p999_us"]),
+                            "rps_of_medians": ratio(h.get("rps"), o["rps"]),
+                            "p99_of_medians": ratio(h.get("p99_us"), o["p99_us"])}
         summary[mode] = {"servers": per, "ratios": ratios, "paired_rps_ratios": paired}
     return summary
 
@@ -177,7 +185,8 @@ def commands(cfg, data):
 def markdown(cfg, data):
     L = ["## 1. hello direct: hello vs nginx, Node and the seed's Flask app", ""]
     L += ["Every server alone on CPU 1, wrk on CPU 0, %d interleaved round(s) of %s per server "
-          "and mode (and a %s warm-up each), medians. The Flask app is "
+          "and mode (and a %s warm-up each); the tables give each server's medians, and the "
+          "ratios are the median over rounds of each round's ratio. The Flask app is "
           "`perf/baselines/flask/hello.py` (the seed's routes and JSON); `flask` runs it as the "
           "seed does (`python3 -m flask run`: Werkzeug's threaded development server, debug "
           "off, a log line per request on stderr), `gunicorn` under gunicorn with %d sync "
@@ -222,9 +231,12 @@ def markdown(cfg, data):
         for peer, r in s["ratios"].items():
             rows.append(["hello / " + peer, fmt_ratio(r["rps"]), fmt_ratio(r["p99"]),
                          fmt_ratio(r["p999"]),
-                         ", ".join("%.2fx" % x for x in s["paired_rps_ratios"][peer]) or "—"])
+                         ", ".join("%.2fx" % x for x in s["paired_rps_ratios"][peer]) or "—",
+                         "%s / %s" % (fmt_ratio(r["rps_of_medians"]),
+                                      fmt_ratio(r["p99_of_medians"]))])
         L += md_table(["hello / peer", "req/s (higher is better)", "p99 (lower is better)",
-                       "p99.9 (lower is better)", "req/s per round"], rows, "lrrrl") + [""]
+                       "p99.9 (lower is better)", "req/s per round",
+                       "req/s / p99 from the medians above"], rows, "lrrrlr") + [""]
     L += ["<details><summary>Every run of this section</summary>", ""]
     L += ["In the order they ran. `!` marks a flagged run (socket errors, answers >= 400, a "
           "server that died, wrk failing, wrk timeouts); server and wrk CPU are their CPU time "

@@ -7,7 +7,8 @@ import os
 from .common import OUT_DIR, rel
 
 COLORS = {"hello": "tab:blue", "nginx": "tab:green", "node": "tab:orange", "flask": "tab:red",
-          "gunicorn": "tab:purple", "via-hello": "tab:blue", "via-nginx": "tab:green"}
+          "gunicorn": "tab:purple", "via-hello -c16": "tab:blue", "via-nginx -c16": "tab:green",
+          "via-hello -c50": "tab:cyan", "via-nginx -c50": "tab:olive"}
 STYLES = ["-", "--", ":", "-."]
 
 
@@ -106,11 +107,11 @@ def write_plot(path, data):
             panels.append((series, "per-batch latency, measured (ms, log)" if mode == "pipelined"
                            else "latency as wrk reports it (ms, log)", title))
     compose = data["sections"].get("compose") or {}
-    series = [(r["path"], r["tag"], r["curve"]) for r in compose.get("runs", []) if r.get("curve")]
+    series = [("%s -c%d" % (r["path"], r["connections"]), r["tag"], r["curve"])
+              for r in compose.get("runs", []) if r.get("curve")]
     if series:
         panels.append((series, "latency as wrk reports it (ms, log)",
-                       "compose path: wrk -> nginx (project config) -> upstream, -c%d"
-                       % cfg["connections"]))
+                       "compose path: wrk -> nginx (project config) -> upstream"))
     if not panels:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 5.4), squeeze=False)

@@ -234,8 +234,8 @@ def markdown(cfg, data):
     rows = []
     for key, s in data["summary"]["stop"].items():
         name, sig, load = key.split()
-        rows.append([name, sig, "%d %s" % (STOP_CONNS, load), fmt_num(s["best"], "%.1f"),
-                     fmt_num(s["median"], "%.1f"), s["n"], ", ".join(s["exit_codes"])])
+        rows.append([name, sig, "%d %s" % (STOP_CONNS, load), fmt_num(s["best"], "%.2f"),
+                     fmt_num(s["median"], "%.2f"), s["n"], ", ".join(s["exit_codes"])])
     L += md_table(["server", "signal", "connections", "signal -> exit, best ms", "median ms",
                    "runs", "exit status"], rows, "lllrrrl") + [""]
     return L
