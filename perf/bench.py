@@ -256,9 +256,24 @@ def _exit_on_signal(signum, _frame):
     raise SystemExit(128 + signum)
 
 
+def _hang_up_with_parent():
+    """perf/run execs this, so the parent is whoever ran perf/run; when a wrapper runs perf/run
+    as a child instead and is killed, the signal reaches only the wrapper. The parent's death is
+    a hangup: SIGHUP then stops the servers as Ctrl-C would, unless SIGHUP was ignored when
+    perf/run started (nohup), which is respected."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(1, int(signal.SIGHUP), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # best effort
+        pass
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGHUP, _exit_on_signal)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _exit_on_signal)
+    _hang_up_with_parent()
     try:
         sys.exit(main())
     except KeyboardInterrupt:
