@@ -12,8 +12,9 @@ packages=(
   python3 python3-pytest python3-requests python3-venv curl ca-certificates prometheus
   # base images when no registry can be reached
   mmdebstrap
-  # perf/: load generator and the peers hello is measured against, and the plot
-  wrk nginx-light python3-matplotlib
+  # perf/: load generator, the peers hello is measured against (nginx, the seed's Flask app
+  # under flask run and gunicorn), and the plot
+  wrk nginx-light python3-matplotlib python3-flask gunicorn
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
