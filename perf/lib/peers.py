@@ -96,9 +96,12 @@ http {
 """
 
 
-def render_template(upstream_port, listen_port, strategy="round_robin"):
+def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"):
     """nginx/default.conf.template rendered as nginx/entrypoint.sh renders it for one replica
-    at 127.0.0.1:upstream_port; the one change: `listen 80` becomes 127.0.0.1:listen_port."""
+    at 127.0.0.1:upstream_port, with its retry upstream and location (the entry point's
+    render_retries) written to conf_dir; the changes: `listen 80` becomes
+    127.0.0.1:listen_port, and the image's paths (/etc/nginx/hello/proxy.conf, conf.d) are the
+    repository's nginx/proxy.conf and conf_dir."""
     directive = {"round_robin": "# round robin (nginx's default)", "random": "random;",
                  "least_conn": "least_conn;"}[strategy]
     servers = "server 127.0.0.1:%d max_fails=2 fail_timeout=5s; " % upstream_port
@@ -110,6 +113,14 @@ def render_template(upstream_port, listen_port, strategy="round_robin"):
     listen = "listen 80 default_server;"
     if text.count(listen) != 1:
         raise RuntimeError("nginx/default.conf.template: expected one '%s'" % listen)
+    proxy_conf_path = os.path.join(ROOT, "nginx", "proxy.conf")
+    with open(os.path.join(conf_dir, "hello-retry-upstreams.conf"), "w") as f:
+        f.write("upstream hello_retry1 { server 127.0.0.1:%d; keepalive 4; }\n" % upstream_port)
+    with open(os.path.join(conf_dir, "hello-retry.locations"), "w") as f:
+        f.write("location @retry1 {\n    proxy_pass http://hello_retry1;\n    include %s;\n}\n"
+                % proxy_conf_path)
+    text = text.replace("/etc/nginx/hello/proxy.conf", proxy_conf_path)
+    text = text.replace("/etc/nginx/conf.d/", conf_dir.rstrip("/") + "/")
     return text.replace(listen, "listen 127.0.0.1:%d default_server;" % listen_port)
 
 
@@ -201,7 +212,7 @@ def start_proxy(tmp, nginx_bin, upstream_port, name):
         f.write(proxy_conf(ndir, nginx_bin))
 
     def make(port):
-        site = render_template(upstream_port, port)
+        site = render_template(upstream_port, port, os.path.join(ndir, "conf.d"))
         with open(os.path.join(ndir, "conf.d", "default.conf"), "w") as f:
             f.write(site)
         # nginx/entrypoint.sh: exec nginx -g 'daemon off; worker_shutdown_timeout 5s;'
