@@ -124,4 +124,6 @@ __attribute__((constructor)) static void start(void) {
   sigaction(SIGUSR2, &sa, NULL);
 }
 
-__attribute__((destructor)) static void finish(void) { report(); }
+__attribute__((destructor)) static void finish(void) {
+  report();
+}
