@@ -5,6 +5,15 @@
 # gracefully). nginx is exec'd last, so it is PID 1 and gets the stop signal itself.
 set -eu
 
+# The image runs as 65532. Where a platform cannot give that user its writable mounts (a Swarm
+# tmpfs has no uid option), start the container as root with CHOWN, SETUID and SETGID only:
+# this hands the writable directories to 65532 and re-executes itself as that user, so nginx
+# never runs as root (the kernel clears the capabilities with the change of user).
+if [ "$(id -u)" = 0 ]; then
+  chown 65532:65532 /etc/nginx/conf.d /run /var/lib/nginx
+  exec setpriv --reuid=65532 --regid=65532 --clear-groups -- "$0" "$@"
+fi
+
 upstream_host=${NGINX_UPSTREAM_HOST:-hello}
 upstream_port=${NGINX_UPSTREAM_PORT:-8080}
 strategy=${NGINX_LB_STRATEGY:-round_robin}

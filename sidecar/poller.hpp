@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "poll_slots.hpp"
+
 namespace sidecar {
 
 enum class outcome : uint8_t { ok, status, unhealthy, slow, timeout, connect, dns, body };
@@ -91,12 +93,7 @@ class poller {
 
  private:
   friend struct internals;
-  struct socket_ctx {
-    uv_poll_t poll;
-    poller* owner;
-    curl_socket_t fd;
-    bool in_use;
-  };
+  using socket_ctx = poll_slot<poller, curl_socket_t>;
 
   uv_loop_t* loop_;
   uint64_t timeout_ms_;

@@ -42,26 +42,10 @@ struct resolver::internals {
   }
 
   static socket_ctx* acquire_socket(resolver* self, ares_socket_t fd) {
-    for (socket_ctx& sc : self->sockets_) {
-      if (sc.in_use) continue;
-      if (uv_poll_init_socket(self->loop_, &sc.poll, fd) != 0) return nullptr;
-      sc.in_use = true;
-      sc.owner = self;
-      sc.fd = fd;
-      sc.poll.data = &sc;
-      return &sc;
-    }
-    return nullptr;
+    return acquire_poll_slot(self->loop_, self->sockets_, max_sockets, self, fd);
   }
 
-  // The slot becomes free only in the close callback, once libuv is done with the handle.
-  static void release_socket(socket_ctx* sc) {
-    auto* h = reinterpret_cast<uv_handle_t*>(&sc->poll);
-    if (uv_is_closing(h)) return;
-    uv_poll_stop(&sc->poll);
-    uv_close(h,
-             [](uv_handle_t* closed) { static_cast<socket_ctx*>(closed->data)->in_use = false; });
-  }
+  static void release_socket(socket_ctx* sc) { release_poll_slot(sc); }
 
   static void on_poll(uv_poll_t* h, int status, int events) {
     auto* sc = static_cast<socket_ctx*>(h->data);

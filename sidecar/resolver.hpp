@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "poll_slots.hpp"
+
 namespace sidecar {
 
 struct resolved_addresses {
@@ -51,12 +53,7 @@ class resolver {
 
  private:
   friend struct internals;
-  struct socket_ctx {
-    uv_poll_t poll;
-    resolver* owner;
-    ares_socket_t fd;
-    bool in_use;
-  };
+  using socket_ctx = poll_slot<resolver, ares_socket_t>;
   struct query {
     resolver* owner;
     done_fn done;

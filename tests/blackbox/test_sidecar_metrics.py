@@ -1,43 +1,13 @@
 """Black-box tests of the sidecar's Prometheus endpoint (README: sidecar, SIDECAR_METRICS_LISTEN):
 the real binary against the fake target, scraped over HTTP, checked with promtool."""
 
-import http.client
-import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from bbenv import TF
-
-
-def metrics_port(sidecar):
-    line = sidecar.wait_event("LISTEN")
-    return int(re.search(r"addr=\S+:(\d+)", line.raw).group(1))
-
-
-def scrape(port, path="/metrics", method="GET"):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * TF)
-    try:
-        c.request(method, path)
-        r = c.getresponse()
-        return r.status, dict(r.getheaders()), r.read().decode()
-    finally:
-        c.close()
-
-
-def samples(text):
-    """{(name, frozenset(labels)): value} of the exposition text."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        assert m, "malformed sample line: %r" % line
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
+from promtext import metrics_port, promtool_check, samples, scrape
 
 
 def wait_until(pred, timeout):
@@ -58,10 +28,7 @@ def test_metrics_pass_promtool_and_count_probes(start_sidecar, fake_target):
     status, headers, text = scrape(port)
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    if shutil.which("promtool"):
-        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                           text=True, timeout=30)
-        assert p.returncode == 0, p.stdout + p.stderr
+    promtool_check(text)
     m = samples(text)
     t = ("target", fake_target.url)
     # An IP-literal target is one replica, labelled with the URL's host:port.

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from bbenv import TF
+from promtext import metrics_port, promtool_check, sample, samples, scrape_text
 from bbproc import run_to_completion
 from fake_dns import FakeDNS
 from fake_target import FakeTarget
@@ -200,51 +201,6 @@ def alerts_of(s, url):
     return [l for l in s.events("ALERT") if l.fields.get("target") == url]
 
 
-def metrics_port(s):
-    line = s.wait_event("LISTEN")
-    return int(re.search(r"addr=\S+:(\d+)", line.raw).group(1))
-
-
-def scrape(port):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * TF)
-    try:
-        c.request("GET", "/metrics")
-        r = c.getresponse()
-        body = r.read().decode()
-        assert r.status == 200, (r.status, body)
-        return body
-    finally:
-        c.close()
-
-
-def samples(text):
-    """{(name, frozenset(labels)): value} of the exposition text."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        assert m, "malformed sample line: %r" % line
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
-
-
-def sample(m, name, **labels):
-    key = (name, frozenset(labels.items()))
-    if key not in m:
-        near = sorted(str(dict(k[1])) for k in m if k[0] == name)
-        raise KeyError("%s%r not in metrics; have: %s" % (name, labels, near))
-    return m[key]
-
-
-def promtool_check(text):
-    if shutil.which("promtool"):
-        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                           text=True, timeout=30)
-        assert p.returncode == 0, p.stdout + p.stderr + "\n" + text
-
-
 def make_self_signed(tmp_path, san="DNS:localhost,IP:127.0.0.1"):
     """(certfile, keyfile) of a self-signed certificate (CN=localhost) for these names."""
     if not shutil.which("openssl"):
@@ -306,7 +262,7 @@ def test_probe_error_status_alerts_then_recovers(start_sidecar, fake_target, pag
     rep = parse_probe_report(wait_report(s, probe))
     assert rep["state"] == "down" and rep["failures"] == rep["polls"] >= 3, s.dump()
     assert rep["rtt"], "HTTP answers came back: their round trips count\n" + s.dump()
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     hp = hp_of(probe)
     assert sample(m, "probe_success", target=probe, replica=hp) == 0
     assert sample(m, "probe_http_status_code", target=probe, replica=hp) == status
@@ -377,7 +333,7 @@ def test_probe_connection_refused(start_sidecar, fake_target, refusing_port):
     rep = parse_probe_report(rep_line)
     assert rep["state"] == "down" and rep["failures"] == rep["polls"] >= 3, rep_line.raw
     assert not rep["rtt"], "no HTTP answer, yet round trips: " + rep_line.raw
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     hp = hp_of(probe)
     assert sample(m, "probe_http_status_code", target=probe, replica=hp) == 0
     assert sample(m, "probe_failure_info", target=probe, replica=hp, reason="connect") == 1
@@ -436,7 +392,7 @@ def test_https_probe_untrusted_certificate(start_sidecar, fake_target, pages, tm
     assert p.connections >= 1, "the TLS server was never contacted"
     assert p.hit_count("/ok") == 0, "a request passed an untrusted certificate"
     s.wait_event("ALERT", target=probe, consecutive=2, timeout=2.0 * TF)
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     hp = hp_of(probe)
     assert sample(m, "probe_success", target=probe, replica=hp) == 0
     assert sample(m, "probe_http_status_code", target=probe, replica=hp) == 0
@@ -508,7 +464,7 @@ def test_probes_and_target_metrics(start_sidecar, fake_target, pages):
     assert parse_probe_report(window[1])["state"] == "healthy", s.dump()
     assert parse_probe_report(window[2])["state"] == "down", s.dump()
 
-    text = scrape(port)
+    text = scrape_text(port)
     promtool_check(text)
     m = samples(text)
     assert sample(m, "sidecar_target_info", target=fake_target.url, kind="health",

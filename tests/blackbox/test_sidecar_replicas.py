@@ -7,17 +7,15 @@ processes). The sidecar is pointed at the fake DNS with --dns-server, so the
 addresses can change under it between polls.
 """
 
-import http.client
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
 from bbenv import TF, WAIT
+from promtext import metrics_port, promtool_check, sample, samples, scrape_text
 from bbproc import run_to_completion
 from fake_dns import FakeDNS, build_query, parse_response, TYPE_A, TYPE_AAAA, TYPE_NAMES
 from fake_target import FakeTarget
@@ -144,56 +142,10 @@ def alerts_for(s, replica):
     return [l for l in s.events("ALERT") if l.fields.get("replica") == replica]
 
 
-def metrics_port(s):
-    line = s.wait_event("LISTEN")
-    return int(re.search(r"addr=\S+:(\d+)", line.raw).group(1))
-
-
-def scrape(port):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * TF)
-    try:
-        c.request("GET", "/metrics")
-        r = c.getresponse()
-        body = r.read().decode()
-        assert r.status == 200, (r.status, body)
-        return body
-    finally:
-        c.close()
-
-
-def samples(text):
-    """{(name, frozenset(labels)): value} of the exposition text."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        assert m, "malformed sample line: %r" % line
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
-
-
-def sample(m, name, **labels):
-    """The value of one sample (KeyError with the candidates when it is missing)."""
-    key = (name, frozenset(labels.items()))
-    if key not in m:
-        near = sorted(str(dict(k[1])) for k in m if k[0] == name)
-        raise KeyError("%s%r not in metrics; have: %s" % (name, labels, near))
-    return m[key]
-
-
 def replicas_in_metrics(m, url):
     """Replica labels of url's probe_success series."""
     return sorted(dict(k[1])["replica"] for k in m
                   if k[0] == "probe_success" and dict(k[1]).get("target") == url)
-
-
-def promtool_check(text):
-    if shutil.which("promtool"):
-        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                           text=True, timeout=30)
-        assert p.returncode == 0, p.stdout + p.stderr + "\n" + text
 
 
 def wait_until(pred, timeout, what="condition"):
@@ -212,7 +164,7 @@ def wait_metrics(port, pred, timeout=WAIT, what="metrics condition"):
     last = {}
 
     def once():
-        last["m"] = samples(scrape(port))
+        last["m"] = samples(scrape_text(port))
         return last["m"] if pred(last["m"]) else None
     try:
         return wait_until(once, timeout, what)
@@ -403,7 +355,7 @@ def test_three_replicas_all_healthy(start_sidecar, dns, replica_targets):
     assert len(a_queries) >= 3, dns.log
 
     port = metrics_port(s)
-    text = scrape(port)
+    text = scrape_text(port)
     promtool_check(text)
     m = samples(text)
     assert sample(m, "sidecar_target_info", target=url, kind="health", replicas="on") == 1
@@ -452,7 +404,7 @@ def test_replica_leaves_and_joins(start_sidecar, dns, replica_targets):
     assert list(left.fields) == REPLICA_KEYS, left.raw
     assert left.fields == {"target": url, "replica": b.replica, "change": "left",
                            "replicas": "2"}, left.raw
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "sidecar_target_replicas", target=url) == 2
     assert replicas_in_metrics(m, url) == sorted([a.replica, c.replica]), m
     assert not [k for k in m if ("replica", b.replica) in k[1]], \
@@ -472,7 +424,7 @@ def test_replica_leaves_and_joins(start_sidecar, dns, replica_targets):
     assert e.snapshot()[0].headers.get("host") == "%s:%d" % (NAME, e.port)
     wait_metrics(port, lambda m: m.get(("probe_success", frozenset(
         [("target", url), ("replica", e.replica)]))) == 1, what="new replica probed")
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "sidecar_target_replicas", target=url) == 3
     assert replicas_in_metrics(m, url) == sorted([a.replica, c.replica, e.replica])
     assert b.request_count() <= nb + 1, s.dump()
@@ -503,7 +455,7 @@ def test_one_replica_failing_then_recovering(start_sidecar, dns, replica_targets
     assert per[b.replica]["state"] == "down" and per[b.replica]["failures"] >= 1, s.dump()
     for t in (a, c):
         assert per[t.replica]["state"] == "healthy" and per[t.replica]["failures"] == 0, s.dump()
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "sidecar_target_state", target=url, state="degraded") == 1
     assert sample(m, "probe_success", target=url, replica=b.replica) == 0
     assert sample(m, "probe_http_status_code", target=url, replica=b.replica) == 503
@@ -628,7 +580,7 @@ def test_nxdomain_alerts_dns_and_target_down(start_sidecar, dns, replica_targets
     assert len({l.fields["detail"] for l in alerts}) == 1, s.dump()
     assert dns.query_count(NAME) >= 3, "the fake DNS was not asked"
 
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "sidecar_dns_failures_total", target=url) >= len(alerts)
     assert sample(m, "sidecar_target_state", target=url, state="down") == 1
     assert sample(m, "sidecar_target_replicas", target=url) == 0
@@ -728,7 +680,7 @@ def test_max_replicas_caps_and_warns_once(start_sidecar, dns, replica_targets):
     assert extra.request_count() == 0, "an address beyond --max-replicas was probed"
     for r in joined:
         assert by_label[r].request_count() >= 3
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "sidecar_target_replicas", target=url) == 2
     assert replicas_in_metrics(m, url) == sorted(joined)
 
@@ -759,7 +711,7 @@ def test_replicas_off_name_is_one_replica(start_sidecar, dns, fake_target, how):
     assert (tot["replicas"], tot["state"]) == (1, "healthy"), total.raw
     assert not [l for l in s.events("REPORT") if "replica" in l.fields], s.dump()
     assert fake_target.snapshot()[0].headers.get("host") == hp
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "sidecar_target_info", target=url, kind="health", replicas="off") == 1
     assert sample(m, "sidecar_target_replicas", target=url) == 1
     assert sample(m, "probe_success", target=url, replica=hp) == 1
@@ -790,7 +742,7 @@ def test_ip_literal_target_is_one_replica(start_sidecar, dns, replica_targets, f
     total = wait_total(s, url)
     assert parse_report(total)["replicas"] == 1, total.raw
     assert parse_report(total)["state"] == "healthy", total.raw
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "sidecar_target_info", target=url, kind="health", replicas="off") == 1
     assert sample(m, "probe_success", target=url, replica=hp) == 1
     k = s.index()
@@ -816,7 +768,7 @@ def test_ipv6_replica_label(start_sidecar, dns, replica_targets):
     per = {l.fields["replica"]: parse_report(l) for l in replica_reports_before(s, total)}
     assert per[v6.replica]["avg"] == 0.6 and per[v4.replica]["avg"] == 0.1, s.dump()
     assert v6.snapshot()[0].headers.get("host") == "%s:%d" % (NAME, v6.port)
-    m = samples(scrape(port))
+    m = samples(scrape_text(port))
     assert sample(m, "probe_success", target=url, replica=v6.replica) == 1
     assert sample(m, "sidecar_reported_latency_seconds", target=url, replica=v6.replica) == 0.6
 

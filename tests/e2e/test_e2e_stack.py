@@ -29,6 +29,9 @@ from pathlib import Path
 import pytest
 import requests
 
+import e2e_common
+from e2e_common import port_open, tail, wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = str(REPO / "scripts" / "compose")
 UP = str(REPO / "scripts" / "up.sh")
@@ -56,20 +59,8 @@ def compose_env():
 
 
 def run(cmd, timeout, check=True, cwd=REPO):
-    """Run a command with a hard time bound; return the CompletedProcess."""
-    try:
-        p = subprocess.run(cmd, cwd=cwd, env=compose_env(), stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail("timed out after %ss: %s\n%s" % (timeout, " ".join(cmd), tail(e.stdout, e.stderr)))
-    if check and p.returncode != 0:
-        pytest.fail("exit %d: %s\n%s" % (p.returncode, " ".join(cmd), tail(p.stdout, p.stderr)))
-    return p
-
-
-def tail(*outs, n=60):
-    text = "\n".join(o.decode() if isinstance(o, bytes) else (o or "") for o in outs)
-    return "\n".join(text.splitlines()[-n:])
+    """Run a command in the project's compose environment, with a hard time bound."""
+    return e2e_common.run(cmd, timeout, check=check, cwd=cwd, env=compose_env())
 
 
 def compose(*args, timeout=120, check=True):
@@ -98,29 +89,6 @@ def inspect_network(name):
 def logs(service):
     p = run(["docker", "logs", container_id(service)], timeout=30)
     return p.stdout + p.stderr
-
-
-def wait_for(what, predicate, timeout, interval=0.25):
-    """Poll predicate() until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
-            last_exc = e
-        time.sleep(interval)
-    pytest.fail("timed out after %ss waiting for %s (last error: %r)" % (timeout, what, last_exc))
-
-
-def port_open(host, port, timeout=1.0):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def get(path, timeout=5):

@@ -33,16 +33,14 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from e2e_common import REPO, port_open, run, tail, wait_for
+
 STACK_FILE = REPO / "deploy" / "swarm" / "stack.yml"
 STACK = os.environ.get("SWARM_STACK", "hello-e2e")
 HOST = "127.0.0.1"
@@ -68,53 +66,12 @@ pytestmark = [
 
 # ------------------------------------------------------------------ helpers
 
-def run(cmd, timeout, check=True, env=None):
-    """Run a command with a hard time bound; return the CompletedProcess."""
-    try:
-        p = subprocess.run(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail("timed out after %ss: %s\n%s"
-                    % (timeout, " ".join(cmd), tail(e.stdout, e.stderr)))
-    if check and p.returncode != 0:
-        pytest.fail("exit %d: %s\n%s" % (p.returncode, " ".join(cmd), tail(p.stdout, p.stderr)))
-    return p
-
-
-def tail(*outs, n=60):
-    text = "\n".join(o.decode() if isinstance(o, bytes) else (o or "") for o in outs)
-    return "\n".join(text.splitlines()[-n:])
-
-
 def docker(*args, timeout=60, check=True, env=None):
     return run(["docker", *args], timeout=timeout, check=check, env=env)
 
 
 def inspect(*objs):
     return json.loads(docker("inspect", *objs, timeout=30).stdout)
-
-
-def wait_for(what, predicate, timeout, interval=0.25):
-    """Poll predicate() until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
-            last_exc = e
-        time.sleep(interval)
-    pytest.fail("timed out after %ss waiting for %s (last error: %r)" % (timeout, what, last_exc))
-
-
-def port_open(host, port, timeout=1.0):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def get(path, timeout=5):
@@ -547,6 +504,15 @@ def test_deployed_as_specified(stack, capsys):
     assert {"NGINX_UPSTREAM_HOST=tasks.hello"} <= set(ncs["Env"]), ncs["Env"]
     ports = inspect(NGINX)[0]["Endpoint"]["Ports"]
     assert [(p["TargetPort"], p["PublishedPort"]) for p in ports] == [(80, HTTP_PORT)], ports
+    # nginx's container starts as root to hand its tmpfs mounts to 65532, then its entry point
+    # re-executes itself as 65532: the running nginx master is not root and has no capability.
+    nc = inspect(nginx_container())[0]
+    with open("/proc/%d/status" % nc["State"]["Pid"]) as f:
+        nstatus = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    assert nstatus["Uid"].split()[:2] == ["65532", "65532"], nstatus["Uid"]
+    assert int(nstatus["CapEff"], 16) == 0, nstatus["CapEff"]
+    say(capsys, "nginx task as running: %s as uid 65532, CapEff=%s, read-only root",
+        nstatus["Name"].strip(), nstatus["CapEff"].strip())
 
 
 # ------------------------------------------------------------------ 1. rolling update
@@ -644,7 +610,7 @@ def test_failing_update_rolls_back_untouched(stack, capsys, start_load):
             pytest.fail("expected an automatic rollback, got %r" % s)
         return s.get("State") == "rollback_completed" and s
 
-    status = wait_for("the update to be rolled back", rolled_back, timeout=180, interval=0.5)
+    wait_for("the update to be rolled back", rolled_back, timeout=180, interval=0.5)
     t_rolled_back = time.time()
     time.sleep(1)
     load.finish()
