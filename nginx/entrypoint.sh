@@ -10,7 +10,8 @@ set -eu
 # this hands the writable directories to 65532 and re-executes itself as that user, so nginx
 # never runs as root (the kernel clears the capabilities with the change of user).
 if [ "$(id -u)" = 0 ]; then
-  chown 65532:65532 /etc/nginx/conf.d /run /var/lib/nginx
+  # nginx logs by opening /dev/stdout and /dev/stderr again: the pipes Docker made for root.
+  chown 65532:65532 /etc/nginx/conf.d /run /var/lib/nginx /proc/self/fd/1 /proc/self/fd/2
   exec setpriv --reuid=65532 --regid=65532 --clear-groups -- "$0" "$@"
 fi
 
