@@ -99,6 +99,13 @@ def measure(cfg, data, servers):
                              for p in problems]
 
 
+def cpu_us_per_request(run):
+    """The server's CPU time per answer, microseconds (None without the figures)."""
+    if not run or not run.get("rps") or run.get("server_cpu_pct") is None:
+        return None
+    return run["server_cpu_pct"] / 100.0 / run["rps"] * 1e6
+
+
 def summarize(runs, names):
     summary = {}
     for mode in MODES:
@@ -117,6 +124,8 @@ def summarize(runs, names):
                 "p999_us": median_of(ok, "p999_us"),
                 "rss_kib": max((r["rss_kib"] for r in ok if r.get("rss_kib")), default=None),
                 "cpu_pct": median_of(ok, "server_cpu_pct"),
+                "cpu_us_per_req": median_of([{"x": cpu_us_per_request(r)} for r in ok
+                                             if cpu_us_per_request(r) is not None], "x"),
                 "wrk_cpu_pct": median_of(ok, "wrk_cpu_pct"),
                 "socket_errors": sum(r.get("socket_errors", 0) for r in ok),
                 "timeouts": sum(r.get("errors_timeout", 0) for r in ok),
@@ -131,17 +140,22 @@ def summarize(runs, names):
             # the machine's load that lasts longer than a round cancels out of its ratio; the
             # median over rounds then drops a round where a burst hit one server only. These
             # medians are the headline ratios; the ratios of the medians are shown beside them.
-            per_round = {"rps": [], "p99_us": [], "p999_us": []}
+            per_round = {"rps": [], "p99_us": [], "p999_us": [], "cpu": []}
             for tag in sorted({r["tag"] for r in runs if r["mode"] == mode}):
                 by = {r["server"]: r for r in runs if r["mode"] == mode and r["tag"] == tag}
-                for key in per_round:
+                for key in ("rps", "p99_us", "p999_us"):
                     x = ratio(by.get("hello", {}).get(key), by.get(peer, {}).get(key))
                     if x is not None:
                         per_round[key].append(x)
+                # CPU per request, peer's over hello's: how many times cheaper hello is.
+                x = ratio(cpu_us_per_request(by.get(peer, {})), cpu_us_per_request(by.get("hello", {})))
+                if x is not None:
+                    per_round["cpu"].append(x)
             paired[peer] = per_round["rps"]
             ratios[peer] = {"rps": median_of(per_round["rps"]),
                             "p99": median_of(per_round["p99_us"]),
                             "p999": median_of(per_round["p999_us"]),
+                            "cpu": median_of(per_round["cpu"]),
                             "rps_of_medians": ratio(h.get("rps"), o["rps"]),
                             "p99_of_medians": ratio(h.get("p99_us"), o["p99_us"])}
         summary[mode] = {"servers": per, "ratios": ratios, "paired_rps_ratios": paired}
@@ -166,6 +180,15 @@ def verdicts(data):
             if r.get(peer, {}).get("rps") is not None:
                 parts.append("hello/%s req/s %.0fx (no target)" % (peer, r[peer]["rps"]))
         lines.append("- **%s**: %s" % (MODE_TITLE[mode], "; ".join(parts) or "no data"))
+        servers = data["summary"][mode]["servers"]
+        busy = [n for n in ("hello", "nginx") if (servers.get(n, {}).get("wrk_cpu_pct") or 0) >= 95]
+        if busy and r.get("node", {}).get("cpu") is not None:
+            lines.append(
+                "  - wrk used %s of its core against %s: there the client, not the server, "
+                "sets req/s. CPU per request does not depend on the client: hello's costs "
+                "%.2fx less than nginx's and %.2fx less than Node's."
+                % ("/".join(fmt_pct(servers[n]["wrk_cpu_pct"]) for n in busy), " and ".join(busy),
+                   r.get("nginx", {}).get("cpu") or float("nan"), r["node"]["cpu"]))
     return lines
 
 
@@ -222,21 +245,25 @@ def markdown(cfg, data):
             if p["socket_errors"]:
                 flags.append("%d socket errors (%d timeouts)" % (p["socket_errors"],
                                                                  p["timeouts"]))
+            cpu = p.get("cpu_us_per_req")
             rows.append([name, fmt_rps(p["rps"]), fmt_ms(p["p50_us"]), fmt_ms(p["p99_us"]),
                          fmt_ms(p["p999_us"]), fmt_mib(p["rss_kib"]), fmt_pct(p["cpu_pct"]),
+                         "%.2f" % cpu if cpu is not None else "—",
                          fmt_pct(p["wrk_cpu_pct"]), "; ".join(flags)])
         L += md_table(["server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "RSS MiB",
-                       "server CPU", "wrk CPU", "flags"], rows, "lrrrrrrrl") + [""]
+                       "server CPU", "server CPU µs per answer", "wrk CPU", "flags"], rows,
+                      "lrrrrrrrrl") + [""]
         rows = []
         for peer, r in s["ratios"].items():
             rows.append(["hello / " + peer, fmt_ratio(r["rps"]), fmt_ratio(r["p99"]),
-                         fmt_ratio(r["p999"]),
+                         fmt_ratio(r["p999"]), fmt_ratio(r.get("cpu")),
                          ", ".join("%.2fx" % x for x in s["paired_rps_ratios"][peer]) or "—",
                          "%s / %s" % (fmt_ratio(r["rps_of_medians"]),
                                       fmt_ratio(r["p99_of_medians"]))])
         L += md_table(["hello / peer", "req/s (higher is better)", "p99 (lower is better)",
-                       "p99.9 (lower is better)", "req/s per round",
-                       "req/s / p99 from the medians above"], rows, "lrrrlr") + [""]
+                       "p99.9 (lower is better)", "CPU per answer, peer's / hello's (higher: "
+                       "hello cheaper)", "req/s per round",
+                       "req/s / p99 from the medians above"], rows, "lrrrrlr") + [""]
     L += ["<details><summary>Every run of this section</summary>", ""]
     L += ["In the order they ran. `!` marks a flagged run (socket errors, answers >= 400, a "
           "server that died, wrk failing, wrk timeouts); server and wrk CPU are their CPU time "
@@ -275,4 +302,8 @@ def headline(data):
                 out.append(("%s hello/%s req/s" % (MODE_TITLE[mode], peer), r[peer]["rps"]))
         if r.get("nginx", {}).get("p99") is not None:
             out.append(("%s hello/nginx p99" % MODE_TITLE[mode], r["nginx"]["p99"]))
+        for peer in ("nginx", "node"):
+            if r.get(peer, {}).get("cpu") is not None:
+                out.append(("%s CPU per answer %s/hello" % (MODE_TITLE[mode], peer),
+                            r[peer]["cpu"]))
     return out
