@@ -185,8 +185,8 @@ def verdicts(data):
         if busy and r.get("node", {}).get("cpu") is not None:
             lines.append(
                 "  - wrk used %s of its core against %s: there the client, not the server, "
-                "sets req/s. CPU per request does not depend on the client: hello's costs "
-                "%.2fx less than nginx's and %.2fx less than Node's."
+                "sets req/s. Server CPU per answer does not depend on the client: nginx "
+                "spends %.2fx and Node %.2fx of hello's."
                 % ("/".join(fmt_pct(servers[n]["wrk_cpu_pct"]) for n in busy), " and ".join(busy),
                    r.get("nginx", {}).get("cpu") or float("nan"), r["node"]["cpu"]))
     return lines
