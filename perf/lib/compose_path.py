@@ -179,14 +179,17 @@ def markdown(cfg, data):
     L += md_table(["ratio", "req/s (higher is better)", "p99 (lower is better)",
                    "p99.9 (lower is better)", "req/s per round",
                    "req/s / p99 from the medians above"], ratios, "lrrrlr") + [""]
-    L += ["Proxy and upstream share one core, so the upstream's CPU per request comes out of "
-          "the proxy's: the upstream CPU column is where hello and nginx differ. At -c%s every "
-          "client request reuses one of the %s idle upstream connections the template keeps "
-          "(`keepalive %s;`); at -c%d the connections above that are opened and closed per "
-          "request (the proxy closes what exceeds the idle pool), which costs both paths a "
-          "TCP handshake and a TIME_WAIT per request and leaves the CPU partly idle: that "
-          "figure measures the config's pool size as much as the upstream."
-          % (data["pool"], data["pool"], data["pool"], cfg["connections"]), ""]
+    text = ("Proxy and upstream share one core, so the upstream's CPU per request comes out of "
+            "the proxy's: the upstream CPU column is where hello and nginx differ. The template "
+            "keeps %d idle upstream connections per worker (`keepalive %d;`): up to -c%d every "
+            "client request reuses one of them." % (data["pool"], data["pool"], data["pool"]))
+    if cfg["connections"] > data["pool"]:
+        text += (" At -c%d the connections above that are opened and closed per request (the "
+                 "proxy closes what exceeds the idle pool), which costs both paths a TCP "
+                 "handshake and a TIME_WAIT per request and leaves the CPU partly idle: that "
+                 "figure measures the config's pool size as much as the upstream."
+                 % cfg["connections"])
+    L += [text, ""]
     return L
 
 
