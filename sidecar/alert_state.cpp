@@ -19,6 +19,7 @@ alert_step alert_state::on_result(outcome o, uint64_t now_ms) {
     ++oks_;
     if (!alerting_) {
       state_ = health_state::healthy;
+      reason_ = outcome::ok;
       run_failures_ = 0;
     } else if (oks_ >= recover_after_) {
       step.recovered = true;
@@ -27,6 +28,7 @@ alert_step alert_state::on_result(outcome o, uint64_t now_ms) {
       alerting_ = false;
       run_failures_ = 0;
       state_ = health_state::healthy;
+      reason_ = outcome::ok;
     }
     return step;
   }
@@ -44,9 +46,11 @@ alert_step alert_state::on_result(outcome o, uint64_t now_ms) {
     step.alert = true;
     alerting_ = true;
     state_ = failed_state;
+    reason_ = o;
   } else if (state_ == health_state::unknown) {
     // Not confirmed enough to alert, but there is no good poll to stand on either.
     state_ = failed_state;
+    reason_ = o;
   }
   return step;
 }

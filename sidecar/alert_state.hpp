@@ -36,11 +36,14 @@ class alert_state {
 
   alert_step on_result(outcome o, uint64_t now_ms);
   health_state state() const { return state_; }
+  // Why the state is degraded or down: the failure that put it there (ok otherwise).
+  outcome reason() const { return reason_; }
 
  private:
   uint32_t fail_after_;
   uint32_t recover_after_;
   health_state state_ = health_state::unknown;
+  outcome reason_ = outcome::ok;
   bool alerting_ = false;
   uint32_t fails_ = 0;
   uint32_t oks_ = 0;

@@ -7,15 +7,19 @@
 #include <cstdint>
 #include <memory>
 
+#include "outcome.hpp"
+
 namespace sidecar {
 
 struct poll_sample {
-  uint64_t at_ms = 0;        // monotonic completion time of the poll
-  double latency = 0;        // the latency /health reported, seconds (valid if has_latency)
-  double rtt = 0;            // measured round trip, seconds (valid if has_rtt)
-  bool has_latency = false;  // the answer was a 200 with a parsable body
-  bool has_rtt = false;      // an HTTP answer came back (any status)
-  bool failed = false;       // the poll failed (alerted or not)
+  uint64_t at_ms = 0;            // monotonic completion time of the poll
+  double latency = 0;            // the latency /health reported, seconds (valid if has_latency)
+  double rtt = 0;                // measured round trip, seconds (valid if has_rtt)
+  bool has_latency = false;      // the answer was a 200 with a parsable body
+  bool has_rtt = false;          // an HTTP answer came back (any status)
+  bool failed = false;           // the poll failed (alerted or not)
+  outcome result = outcome::ok;  // how it ended
+  uint16_t status = 0;           // HTTP status of the answer (0: none)
 };
 
 struct window_stats {

@@ -87,23 +87,29 @@ struct monitor {
   uint64_t window_ms;
   uint64_t start_ms;
   core::http_server* metrics_server;  // nullptr when off
-  uint64_t polls_started = 0;
-  uint64_t reports = 0;
+  uint64_t polls_started = 0;         // index of the next poll
+  uint64_t reports = 1;               // index of the next report (the first ends one window in)
   uv_timer_t poll_timer{};
   uv_timer_t report_timer{};
 };
 
 // Poll k starts at start + k * interval whatever the previous poll took, so the schedule does
-// not drift; a poll still running when the next is due makes that one skip.
-void schedule_poll(monitor* m);
-
-void on_poll_timer(uv_timer_t* t) {
-  auto* m = static_cast<monitor*>(t->data);
-  uint64_t now = uv_now(m->loop->uv());
-  for (size_t i = 0; i < m->target_count; ++i) m->targets[i]->poll(now);
-  ++m->polls_started;
-  schedule_poll(m);
+// not drift; a poll still running when the next is due makes that one skip. After a stall (the
+// process stopped, a starved host) the slots that passed are skipped, not run back to back: the
+// late timer runs the latest slot due, once, and the schedule goes on from there.
+void skip_missed(uint64_t start_ms, uint64_t period_ms, uint64_t now, uint64_t* index,
+                 const char* what) {
+  if (now < start_ms) return;
+  uint64_t latest = (now - start_ms) / period_ms;
+  if (*index < latest) {
+    core::log_event("WARN", "loop stalled: skipped=%llu %s",
+                    static_cast<unsigned long long>(latest - *index), what);
+    *index = latest;
+  }
 }
+
+void on_poll_timer(uv_timer_t* t);
+void on_report_timer(uv_timer_t* t);
 
 void schedule_poll(monitor* m) {
   uint64_t due = m->start_ms + m->polls_started * m->interval_ms;
@@ -111,20 +117,29 @@ void schedule_poll(monitor* m) {
   uv_timer_start(&m->poll_timer, on_poll_timer, due > now ? due - now : 0, 0);
 }
 
-void schedule_report(monitor* m);
+void on_poll_timer(uv_timer_t* t) {
+  auto* m = static_cast<monitor*>(t->data);
+  uint64_t now = uv_now(m->loop->uv());
+  skip_missed(m->start_ms, m->interval_ms, now, &m->polls_started, "polls");
+  for (size_t i = 0; i < m->target_count; ++i) m->targets[i]->poll(now);
+  ++m->polls_started;
+  schedule_poll(m);
+}
+
+// Report r covers the window ending at start + r * window.
+void schedule_report(monitor* m) {
+  uint64_t due = m->start_ms + m->reports * m->window_ms;
+  uint64_t now = uv_now(m->loop->uv());
+  uv_timer_start(&m->report_timer, on_report_timer, due > now ? due - now : 0, 0);
+}
 
 void on_report_timer(uv_timer_t* t) {
   auto* m = static_cast<monitor*>(t->data);
   uint64_t now = uv_now(m->loop->uv());
+  skip_missed(m->start_ms, m->window_ms, now, &m->reports, "reports");
   for (size_t i = 0; i < m->target_count; ++i) m->targets[i]->report(now);
-  schedule_report(m);
-}
-
-void schedule_report(monitor* m) {
   ++m->reports;
-  uint64_t due = m->start_ms + m->reports * m->window_ms;
-  uint64_t now = uv_now(m->loop->uv());
-  uv_timer_start(&m->report_timer, on_report_timer, due > now ? due - now : 0, 0);
+  schedule_report(m);
 }
 
 void on_stop_signal(void* ctx, int signum) {
@@ -259,8 +274,9 @@ void validate_dns_servers(const char* list) {
   }
 }
 
-// SIDECAR_PROBES: URLs separated by commas or white space, split in place (start-up only).
-size_t split_probes(char* list, const char** out, size_t max) {
+// SIDECAR_PROBES: URLs separated by commas or white space, split in place (start-up only). A URL
+// given twice (or equal to the target) would export the same series twice: refused.
+size_t split_probes(char* list, const char* target, const char** out, size_t max) {
   size_t n = 0;
   char* save = nullptr;
   for (char* tok = strtok_r(list, ", \t\n", &save); tok != nullptr;
@@ -271,6 +287,13 @@ size_t split_probes(char* list, const char** out, size_t max) {
       core::option_fail(g_options[opt_probes], why);
     }
     validate_url(tok, g_options[opt_probes]);
+    bool again = strcmp(tok, target) == 0;
+    for (size_t i = 0; i < n && !again; ++i) again = strcmp(tok, out[i]) == 0;
+    if (again) {
+      char why[512];
+      snprintf(why, sizeof why, "'%.400s' is watched already (each URL once)", tok);
+      core::option_fail(g_options[opt_probes], why);
+    }
     out[n++] = tok;
   }
   return n;
@@ -330,7 +353,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<char[]> probe_text(new char[strlen(g_options[opt_probes].value) + 1]);
   strcpy(probe_text.get(), g_options[opt_probes].value);
   const char* probe_urls[kMaxProbes];
-  size_t probe_count = split_probes(probe_text.get(), probe_urls, kMaxProbes);
+  size_t probe_count = split_probes(probe_text.get(), target, probe_urls, kMaxProbes);
   std::string_view metrics_listen = g_options[opt_metrics_listen].value;
   char metrics_host[64] = "";
   int metrics_port = 0;

@@ -242,6 +242,7 @@ bool poller::add(transfer& t, const char* url, check_kind kind, transfer::result
   set(CURLOPT_NOSIGNAL, 1L);
   set(CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms_));
   set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout_ms_));
+  t.budget_ms_ = timeout_ms_;
   set(CURLOPT_USERAGENT, "hello-sidecar/" STACK_VERSION);
   set(CURLOPT_WRITEFUNCTION, internals::on_body);
   set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
@@ -276,8 +277,14 @@ bool poller::pin_address(transfer& t, const char* address) {
   return curl_easy_setopt(t.easy_, CURLOPT_CONNECT_TO, t.connect_to_) == CURLE_OK;
 }
 
-bool poller::start(transfer& t) {
+bool poller::start(transfer& t, uint64_t budget_ms) {
   if (t.in_flight_ || closed_ || t.easy_ == nullptr) return false;
+  if (budget_ms == 0 || budget_ms > timeout_ms_) budget_ms = timeout_ms_;
+  if (budget_ms != t.budget_ms_) {
+    curl_easy_setopt(t.easy_, CURLOPT_TIMEOUT_MS, static_cast<long>(budget_ms));
+    curl_easy_setopt(t.easy_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(budget_ms));
+    t.budget_ms_ = budget_ms;
+  }
   t.body_len_ = 0;
   t.body_overflow_ = false;
   t.curl_error_[0] = '\0';

@@ -15,13 +15,10 @@
 #include <cstdint>
 #include <memory>
 
+#include "outcome.hpp"
 #include "poll_slots.hpp"
 
 namespace sidecar {
-
-enum class outcome : uint8_t { ok, status, unhealthy, slow, timeout, connect, dns, body };
-inline constexpr size_t outcome_count = 8;
-const char* outcome_name(outcome o);
 
 // What a good answer is. health: 200 with a /health body ({"healthy":true,"latency":...});
 // http: any 2xx after at most 5 redirects (an external probe; the body is read and dropped).
@@ -59,6 +56,7 @@ struct transfer {
   bool in_flight_ = false;
   bool body_overflow_ = false;
   size_t body_len_ = 0;
+  uint64_t budget_ms_ = 0;  // this GET's timeout
   result_fn on_result_ = nullptr;
   void* ctx_ = nullptr;
   char curl_error_[CURL_ERROR_SIZE] = "";
@@ -82,8 +80,9 @@ class poller {
   // host; the Host header and TLS name stay the URL's. nullptr: resolve as usual. Only while
   // the transfer is not in flight. Returns false if curl refused it.
   bool pin_address(transfer& t, const char* address);
-  // Starts one GET unless that transfer is already in flight (then returns false).
-  bool start(transfer& t);
+  // Starts one GET unless that transfer is already in flight (then returns false). It gives up
+  // after budget_ms (what is left of the poll's timeout after a lookup), or the poller's timeout.
+  bool start(transfer& t, uint64_t budget_ms = 0);
   // Aborts every transfer and releases curl and every uv handle; the loop then ends by itself.
   void close();
   uint64_t timeout_ms() const { return timeout_ms_; }

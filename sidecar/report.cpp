@@ -10,7 +10,7 @@ namespace {
 // Each event is described once, as fields; format_* render them, log_* print them.
 template <class F>
 size_t with_report_fields(const report_labels& who, const window_stats& st, uint64_t window_ms,
-                          health_state state, F f) {
+                          health_state state, outcome reason, F f) {
   char window[32];
   core::format_duration(window_ms, window, sizeof window);
   char note[64];
@@ -26,6 +26,8 @@ size_t with_report_fields(const report_labels& who, const window_stats& st, uint
   }
   fields[n++] = log_field::word("window", window);
   fields[n++] = log_field::word("state", state_name(state));
+  bool bad = state == health_state::degraded || state == health_state::down;
+  if (bad && reason != outcome::ok) fields[n++] = log_field::word("reason", outcome_name(reason));
   if (who.kind == check_kind::http) {
     // An external probe: no /health latency, only up/down and the round trip.
     fields[n++] = log_field::num("polls", st.polls);
@@ -94,8 +96,9 @@ auto logger(const char* event) {
 }  // namespace
 
 size_t format_report(core::log_format format, char* out, size_t size, const report_labels& who,
-                     const window_stats& st, uint64_t window_ms, health_state state) {
-  return with_report_fields(who, st, window_ms, state, formatter(format, out, size));
+                     const window_stats& st, uint64_t window_ms, health_state state,
+                     outcome reason) {
+  return with_report_fields(who, st, window_ms, state, reason, formatter(format, out, size));
 }
 
 size_t format_alert(core::log_format format, char* out, size_t size, const poll_result& r,
@@ -110,8 +113,8 @@ size_t format_recovered(core::log_format format, char* out, size_t size, const c
 }
 
 void log_report(const report_labels& who, const window_stats& st, uint64_t window_ms,
-                health_state state) {
-  with_report_fields(who, st, window_ms, state, logger("REPORT"));
+                health_state state, outcome reason) {
+  with_report_fields(who, st, window_ms, state, reason, logger("REPORT"));
 }
 
 void log_alert(const poll_result& r, const char* target, const char* replica, health_state state,

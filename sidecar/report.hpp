@@ -25,8 +25,10 @@ struct report_labels {
 // rtt_p99=... rtt_max=..."; a total has "replicas=3" instead of "replica=..."; with no latency
 // sample "... samples=0 failures=6 no latency samples in the past 60s". An external probe
 // (check_kind::http) has "polls=N failures=M" and the round trips only.
+// A degraded or down state is followed by its reason ("state=down reason=timeout").
 size_t format_report(core::log_format format, char* out, size_t size, const report_labels& who,
-                     const window_stats& st, uint64_t window_ms, health_state state);
+                     const window_stats& st, uint64_t window_ms, health_state state,
+                     outcome reason = outcome::ok);
 // "reason=status target=URL replica=10.0.0.3:8080 state=down consecutive=3 detail=\"HTTP 503\"".
 size_t format_alert(core::log_format format, char* out, size_t size, const poll_result& r,
                     const char* target, const char* replica, health_state state,
@@ -36,7 +38,7 @@ size_t format_recovered(core::log_format format, char* out, size_t size, const c
                         const char* replica, const alert_step& step);
 
 void log_report(const report_labels& who, const window_stats& st, uint64_t window_ms,
-                health_state state);
+                health_state state, outcome reason = outcome::ok);
 void log_alert(const poll_result& r, const char* target, const char* replica, health_state state,
                uint32_t consecutive);
 void log_recovered(const char* target, const char* replica, const alert_step& step);

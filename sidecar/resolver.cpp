@@ -76,6 +76,35 @@ struct resolver::internals {
     rearm_timer(self);
   }
 
+  // --- the lookups' own deadline -------------------------------------------------------------
+
+  // c-ares's timeout is per try and per server: with two servers, or search domains, a lookup
+  // could outlast the poll it belongs to. One timer at the earliest deadline of the lookups in
+  // flight ends them all (ares_cancel has no per-query form); lookups start together, once per
+  // poll, so their deadlines are the same.
+  static void rearm_deadline(resolver* self) {
+    if (self->closed_) return;
+    uint64_t earliest = UINT64_MAX;
+    for (const query& q : self->queries_) {
+      if (q.done != nullptr && q.deadline_ms < earliest) earliest = q.deadline_ms;
+    }
+    if (earliest == UINT64_MAX) {
+      uv_timer_stop(&self->deadline_);
+      return;
+    }
+    uint64_t now = uv_now(self->loop_);
+    uv_timer_start(&self->deadline_, on_deadline, earliest > now ? earliest - now : 0, 0);
+  }
+
+  static void on_deadline(uv_timer_t* t) {
+    auto* self = static_cast<resolver*>(t->data);
+    self->timing_out_ = true;
+    ares_cancel(self->channel_);  // every lookup's callback runs now, with ARES_ECANCELLED
+    self->timing_out_ = false;
+    rearm_timer(self);
+    rearm_deadline(self);
+  }
+
   // --- results -----------------------------------------------------------------------------
 
   static bool address_less(const sockaddr_storage& a, const sockaddr_storage& b) {
@@ -117,7 +146,9 @@ struct resolver::internals {
       }
     }
     if (info != nullptr) ares_freeaddrinfo(info);
+    if (status == ARES_ECANCELLED && self->timing_out_) status = ARES_ETIMEOUT;
     if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || self->closed_) return;
+    if (!self->timing_out_) rearm_deadline(self);
     std::sort(out.addr, out.addr + out.count, address_less);
     out.count =
         static_cast<size_t>(std::unique(out.addr, out.addr + out.count, address_equal) - out.addr);
@@ -133,7 +164,10 @@ resolver::~resolver() {
 bool resolver::init(const char* servers, uint64_t timeout_ms, const char** error) {
   uv_timer_init(loop_, &timer_);
   timer_.data = this;
+  uv_timer_init(loop_, &deadline_);
+  deadline_.data = this;
   timer_open_ = true;
+  timeout_ms_ = timeout_ms < 1 ? 1 : timeout_ms;
   ares_options opts{};
   opts.sock_state_cb = internals::on_sock_state;
   opts.sock_state_cb_data = this;
@@ -175,11 +209,13 @@ bool resolver::resolve(const char* host, done_fn done, void* ctx) {
   q->owner = this;
   q->done = done;
   q->ctx = ctx;
+  q->deadline_ms = uv_now(loop_) + timeout_ms_;
   ares_addrinfo_hints hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   ares_getaddrinfo(channel_, host, nullptr, &hints, internals::on_addrinfo, q);
   internals::rearm_timer(this);
+  internals::rearm_deadline(this);
   return true;
 }
 
@@ -192,8 +228,10 @@ void resolver::close() {
   for (socket_ctx& sc : sockets_) {
     if (sc.in_use) internals::release_socket(&sc);
   }
-  auto* t = reinterpret_cast<uv_handle_t*>(&timer_);
-  if (timer_open_ && !uv_is_closing(t)) uv_close(t, nullptr);
+  for (uv_timer_t* timer : {&timer_, &deadline_}) {
+    auto* t = reinterpret_cast<uv_handle_t*>(timer);
+    if (timer_open_ && !uv_is_closing(t)) uv_close(t, nullptr);
+  }
 }
 
 size_t format_address(const sockaddr_storage& a, int port, char* out, size_t size) {

@@ -5,7 +5,8 @@
 //
 // Integration as in curl's multi-uv example, with c-ares's socket-state callback: one uv_poll
 // per resolver socket from a fixed pool (freed only in its close callback), one uv_timer for
-// c-ares's retransmit timeouts.
+// c-ares's retransmit timeouts, and one for the lookups' own deadline: a lookup ends within the
+// timeout given to init() however many servers and search domains c-ares would try.
 #pragma once
 
 #include <ares.h>
@@ -44,7 +45,8 @@ class resolver {
   // those servers (and skip the hosts file). Returns false with *error set.
   bool init(const char* servers, uint64_t timeout_ms, const char** error);
   // Starts one lookup (false: too many in flight). done runs exactly once, on the loop thread,
-  // possibly before resolve returns (a hosts-file answer); never after close().
+  // possibly before resolve returns (a hosts-file answer); never after close(). A lookup still
+  // unanswered at its deadline (init's timeout after it started) ends with ARES_ETIMEOUT.
   bool resolve(const char* host, done_fn done, void* ctx);
   // Cancels lookups (their callbacks do not run) and closes every handle.
   void close();
@@ -58,14 +60,18 @@ class resolver {
     resolver* owner;
     done_fn done;
     void* ctx;
+    uint64_t deadline_ms;  // uv_now by which it must have ended
   };
   static constexpr size_t max_queries = 8;
 
   uv_loop_t* loop_;
   ares_channel channel_ = nullptr;
   uv_timer_t timer_{};
+  uv_timer_t deadline_{};
+  uint64_t timeout_ms_ = 0;
   bool timer_open_ = false;
   bool closed_ = false;
+  bool timing_out_ = false;  // ares_cancel is ending the lookups past their deadline
   socket_ctx sockets_[max_sockets] = {};
   query queries_[max_queries] = {};
   resolved_addresses result_;  // filled in the c-ares callback, handed to done

@@ -27,6 +27,8 @@ poll_sample target_monitor::record(const poll_result& result, uint64_t now_ms) {
   s.has_rtt = r.has_rtt;
   s.rtt = r.rtt;
   s.failed = r.result != outcome::ok;
+  s.result = r.result;
+  s.status = static_cast<uint16_t>(r.http_status);
   ring_.push(s);
   metrics_.record(r);
   alert_step step = alerts_.on_result(r.result, now_ms);
@@ -41,7 +43,7 @@ window_stats target_monitor::report(uint64_t now_ms, bool log) {
   metrics_.has_window = true;
   if (log) {
     report_labels who{target_, replica_, 0, kind_};
-    log_report(who, st, window_ms_, alerts_.state());
+    log_report(who, st, window_ms_, alerts_.state(), alerts_.reason());
   }
   return st;
 }

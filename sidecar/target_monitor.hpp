@@ -41,6 +41,7 @@ class target_monitor {
   const char* replica() const { return replica_; }
   check_kind kind() const { return kind_; }
   health_state state() const { return alerts_.state(); }
+  outcome reason() const { return alerts_.reason(); }
   const latency_ring& ring() const { return ring_; }
   latency_ring& ring() { return ring_; }
   const probe_metrics& metrics() const { return metrics_; }

@@ -78,8 +78,9 @@ uint64_t watched_target::now() const {
 }
 
 void watched_target::poll(uint64_t now_ms) {
+  poll_started_ms_ = now_ms;
   if (!expand_) {
-    start_polls();
+    start_polls(0);
     return;
   }
   if (resolving_) {
@@ -93,6 +94,14 @@ void watched_target::poll(uint64_t now_ms) {
   }
 }
 
+// The transfers get what the lookup left of the poll's timeout, so that a poll (lookup and
+// GET) always ends before the next one is due.
+uint64_t watched_target::budget_left(uint64_t now_ms) const {
+  uint64_t timeout = poller_.timeout_ms();
+  uint64_t spent = now_ms - poll_started_ms_;
+  return spent < timeout ? timeout - spent : 1;
+}
+
 void watched_target::on_resolved(void* ctx, int status, const char* reason,
                                  const resolved_addresses& result) {
   auto* self = static_cast<watched_target*>(ctx);
@@ -104,11 +113,12 @@ void watched_target::on_resolved(void* ctx, int status, const char* reason,
   }
   self->record_dns(true, "", now_ms);
   self->reconcile(result, now_ms);
-  self->start_polls();
+  self->start_polls(self->budget_left(now_ms));
 }
 
 // A failed lookup is a failed poll of the whole target: a sample in the total, an ALERT with
-// reason dns (the replicas are not probed: there is nothing to probe).
+// reason dns. The name no longer says where the replicas are, so they leave (with their
+// series); the next good lookup brings them back.
 void watched_target::record_dns(bool ok, const char* reason, uint64_t now_ms) {
   poll_result r;
   if (!ok) {
@@ -118,7 +128,10 @@ void watched_target::record_dns(bool ok, const char* reason, uint64_t now_ms) {
     poll_sample s;
     s.at_ms = now_ms;
     s.failed = true;
+    s.result = outcome::dns;
     total_.push(s);
+    static const resolved_addresses none{};
+    reconcile(none, now_ms);
   }
   alert_step step = dns_alerts_.on_result(r.result, now_ms);
   if (step.alert) log_alert(r, options_.url, host_port_, dns_alerts_.state(), step.consecutive);
@@ -171,11 +184,11 @@ void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms
   }
 }
 
-void watched_target::start_polls() {
+void watched_target::start_polls(uint64_t budget_ms) {
   for (size_t i = 0; i < slot_count_; ++i) {
     slot& s = *slots_[i];
     if (s.state != slot_state::active) continue;
-    if (!poller_.start(s.xfer)) {
+    if (!poller_.start(s.xfer, budget_ms)) {
       core::log_event("WARN", "poll skipped: previous poll of %s still running",
                       s.monitor.replica());
     }
@@ -202,7 +215,22 @@ void watched_target::report(uint64_t now_ms) {
   }
   window_stats st = total_.window(now_ms, options_.window_ms);
   report_labels who{options_.url, nullptr, n, options_.kind};
-  log_report(who, st, options_.window_ms, state());
+  log_report(who, st, options_.window_ms, state(), reason());
+}
+
+outcome watched_target::reason() const {
+  if (expand_ && dns_alerts_.state() == health_state::down) return outcome::dns;
+  // The reason of the worst replica: a down one first, else a degraded one.
+  outcome degraded = outcome::ok;
+  for (size_t i = 0; i < slot_count_; ++i) {
+    const slot& s = *slots_[i];
+    if (s.state != slot_state::active) continue;
+    if (s.monitor.state() == health_state::down) return s.monitor.reason();
+    if (s.monitor.state() == health_state::degraded && degraded == outcome::ok) {
+      degraded = s.monitor.reason();
+    }
+  }
+  return degraded;
 }
 
 health_state watched_target::state() const {
@@ -221,7 +249,8 @@ health_state watched_target::state() const {
   }
   if (active == 0 || unknown == active) return health_state::unknown;
   if (healthy == active) return health_state::healthy;
-  if (down == active) return health_state::down;
+  // No replica has given a valid 200 yet (the others not polled yet do not count).
+  if (down + unknown == active) return health_state::down;
   if (healthy + unknown == active) return health_state::healthy;
   return health_state::degraded;
 }

@@ -49,6 +49,8 @@ class watched_target {
   // The target as a whole: down when it cannot be resolved or no replica is healthy, degraded
   // when some replica is not healthy, healthy when all are.
   health_state state() const;
+  // Why it is degraded or down (dns, or the worst replica's reason); ok when healthy.
+  outcome reason() const;
   size_t replica_count() const;
   const char* url() const { return options_.url; }
   const char* host_port() const { return host_port_; }
@@ -77,7 +79,8 @@ class watched_target {
                           const resolved_addresses& result);
   static void on_result(void* ctx, const poll_result& result);
   void reconcile(const resolved_addresses& result, uint64_t now_ms);
-  void start_polls();
+  void start_polls(uint64_t budget_ms);
+  uint64_t budget_left(uint64_t now_ms) const;
   void record_dns(bool ok, const char* reason, uint64_t now_ms);
   uint64_t now() const;
 
@@ -86,6 +89,7 @@ class watched_target {
   watch_options options_;
   bool expand_ = false;  // resolve and follow replicas (a name, replicas on)
   bool resolving_ = false;
+  uint64_t poll_started_ms_ = 0;
   int port_ = 0;
   char host_[256] = "";
   char host_port_[300] = "";

@@ -138,6 +138,7 @@ class FakeDNS:
         self._table = {}             # normalised name -> [ipaddress objects]
         self._drop_all = False
         self._drop_names = set()
+        self._delay = 0.0            # seconds each answer is held back
         self._counts = {}            # normalised name -> queries seen
         self.log = []                # (time.monotonic(), name, type name, answered)
         self._stop = threading.Event()
@@ -179,6 +180,11 @@ class FakeDNS:
                         self._drop_names.add(_norm(n))
                     else:
                         self._drop_names.discard(_norm(n))
+
+    def set_delay(self, seconds):
+        """Hold every answer back this long (0: answer at once)."""
+        with self._lock:
+            self._delay = seconds
 
     # --------------------------------------------------------- inspection
     def query_count(self, name=None):
@@ -235,10 +241,20 @@ class FakeDNS:
             except Exception:  # a broken query must not end the server
                 reply = None
             if reply is not None:
-                try:
-                    self.sock.sendto(reply, peer)
-                except OSError:
-                    pass
+                with self._lock:
+                    delay = self._delay
+                if delay > 0:
+                    threading.Timer(delay, self._send, args=(reply, peer)).start()
+                else:
+                    self._send(reply, peer)
+
+    def _send(self, reply, peer):
+        if self._stop.is_set():
+            return
+        try:
+            self.sock.sendto(reply, peer)
+        except OSError:
+            pass
 
     def handle(self, msg):
         """One query message -> the reply bytes, or None for no reply."""

@@ -12,6 +12,7 @@ Behaviours:
   body(raw, status=200)   exactly these body bytes (e.g. invalid JSON)
   hang()                  read the request, never answer (until stop())
   close_mid()             send the head and part of the body, then close
+  trickle(gap)            a healthy answer sent one byte every `gap` seconds
   delays([a, b], latency) healthy answers, each held back a, b, ... seconds in turn
 
 Any Action can carry `delay` (seconds to wait before answering), so a script
@@ -29,7 +30,7 @@ import time
 
 class Action:
     def __init__(self, kind, status=200, body=b"", latency=None, delay=0.0):
-        self.kind = kind          # "respond" | "hang" | "close_mid"
+        self.kind = kind          # "respond" | "hang" | "close_mid" | "trickle"
         self.status = status
         self.body = body if isinstance(body, bytes) else body.encode()
         self.latency = latency    # the latency value served, if any
@@ -112,6 +113,11 @@ class FakeTarget:
 
     def set_close_mid(self):
         self.set_script([Action("close_mid", 200, health_body(True, 0.1))])
+
+    def set_trickle(self, gap=0.05):
+        a = Action("trickle", 200, health_body(True, 0.1), 0.1)
+        a.gap = gap
+        self.set_script([a])
 
     # --------------------------------------------------------- inspection
     def request_count(self):
@@ -257,6 +263,16 @@ class FakeTarget:
                 if action.kind == "close_mid":
                     s.sendall(resp_head.encode() + action.body[: max(1, len(action.body) // 2)])
                     return
+                if action.kind == "trickle":
+                    for i in range(len(resp_head)):
+                        s.sendall(resp_head[i].encode("latin-1"))
+                        if self._stop.wait(action.gap):
+                            return
+                    for i in range(len(action.body)):
+                        s.sendall(action.body[i:i + 1])
+                        if self._stop.wait(action.gap):
+                            return
+                    continue
                 s.sendall(resp_head.encode() + action.body)
                 if headers.get("connection", "").lower() == "close":
                     return

@@ -5,6 +5,7 @@ chooses; short durations keep the suite fast.
 """
 
 import math
+import os
 import re
 import signal
 import socket
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from bbenv import TF, WAIT
+from bbenv import SANITIZED, TF, WAIT
 from bbproc import run_to_completion, sanitizer_report
 from fake_target import Action, health_body
 
@@ -23,7 +24,7 @@ WINDOW = 1.0
 DUR_RE = re.compile(r"^(\d+)(ms|s|m)$")
 # window state samples failures [best worst avg] [rtt_p50 rtt_p95 rtt_p99 rtt_max] [no-samples note]
 REPORT_RE = re.compile(
-    r"^target=(?P<target>\S+) (?:replica=(?P<replica>\S+)|replicas=(?P<replicas>\d+)) window=(?P<window>\S+) state=(?P<state>[a-z]+) samples=(?P<samples>\d+) "
+    r"^target=(?P<target>\S+) (?:replica=(?P<replica>\S+)|replicas=(?P<replicas>\d+)) window=(?P<window>\S+) state=(?P<state>[a-z]+)(?: reason=(?P<reason>[a-z]+))? samples=(?P<samples>\d+) "
     r"failures=(?P<failures>\d+)"
     r"(?: best=(?P<best>\d+\.\d{6})s worst=(?P<worst>\d+\.\d{6})s avg=(?P<avg>\d+\.\d{6})s)?"
     r"(?: rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
@@ -70,7 +71,10 @@ def parse_report(line):
     m = REPORT_RE.match(line.rest)
     assert m, "REPORT line not in contract form: %r" % line.raw
     d = m.groupdict()
+    assert (d["reason"] is not None) == (d["state"] in ("degraded", "down")), \
+        "a degraded or down REPORT says why, a healthy one does not: " + line.raw
     rep = {"window": dur(d["window"]), "window_text": d["window"], "state": d["state"],
+           "reason": d["reason"],
            "samples": int(d["samples"]), "failures": int(d["failures"]),
            "best": None, "worst": None, "avg": None, "rtt": None, "note": None}
     if d["best"] is not None:
@@ -250,6 +254,45 @@ def test_first_poll_at_start_then_every_interval(start_sidecar, fake_target):
     assert span / (n - 1) == pytest.approx(INTERVAL, abs=0.06 * TF), gaps
 
 
+def test_schedule_does_not_drift_with_slow_answers(start_sidecar, fake_target):
+    """Every answer takes 180 ms of a 300 ms interval: poll k still starts at t0 + k * 300 ms
+    (a schedule that waited for the answer would drift by 180 ms a poll)."""
+    fake_target.set_healthy(0.1, delay=0.18)
+    s = start_sidecar("--target", fake_target.url, "--interval", "300ms", "--window", "3s",
+                      "--timeout", "250ms")
+    reqs = fake_target.wait_requests(8, 3.0 + 1.0 * TF)
+    t0 = reqs[0].t
+    late = [(k, round(r.t - t0 - k * 0.3, 3)) for k, r in enumerate(reqs[:8])]
+    assert all(abs(d) < 0.06 * TF for _, d in late), "poll k starts at t0 + k*300ms: %r" % late
+    assert not s.events("ALERT") and not s.events("WARN"), s.dump()
+
+
+def test_stalled_loop_skips_missed_polls(start_sidecar, fake_target):
+    """A sidecar stopped for 1 s (SIGSTOP) misses 5 polls and 1 report: on SIGCONT it says so
+    once and polls once, at the latest slot, instead of firing the missed ones back to back."""
+    fake_target.set_healthy(0.1)
+    s = start_sidecar("--target", fake_target.url, *FAST)
+    fake_target.wait_requests(2, 1.0 * TF)
+    os.kill(s.pid, signal.SIGSTOP)
+    time.sleep(1.3)
+    n = fake_target.request_count()
+    k = s.index()
+    os.kill(s.pid, signal.SIGCONT)
+    warn = s.wait_event("WARN", start=k, timeout=1.0 * TF)
+    assert re.fullmatch(r"loop stalled: skipped=[4-7] polls", warn.rest), warn.raw
+    time.sleep(0.12)
+    after = fake_target.snapshot()[n:]
+    # the latest slot at once, and perhaps the next one of the grid: never the 5 missed ones
+    assert len(after) <= 2, "%d polls within 120 ms of SIGCONT (a burst)" % len(after)
+    time.sleep(0.6)
+    after = fake_target.snapshot()[n:]
+    gaps = [b.t - a.t for a, b in zip(after[1:], after[2:])]
+    assert len(gaps) >= 2 and all(g == pytest.approx(INTERVAL, abs=0.06 * TF) for g in gaps), \
+        "polls after the stall off the schedule: %r" % gaps
+    assert len([l for l in s.events("WARN") if l.rest.endswith(" polls")]) == 1, s.dump()
+    s.assert_clean_exit(signal.SIGTERM)
+
+
 def test_poll_request_shape(start_sidecar, fake_target):
     s = start_sidecar("--target", "http://127.0.0.1:%d/custom/path?x=1" % fake_target.port, *FAST)
     req = fake_target.wait_requests(1, 1.0 * TF)[0]
@@ -323,8 +366,9 @@ def test_report_without_samples(start_sidecar, fake_target, case):
     s = start_sidecar("--target", fake_target.url, *FAST)
     line = s.wait_event("REPORT", timeout=2.0 * TF)
     rtt = "" if case == "timeout" else RTT_TEXT
-    assert re.search(r" REPORT target=\S+ replicas=1 window=1s state=down samples=0 failures=\d+ " + rtt +
-                     r"no latency samples in the past 1s$", line.raw), line.raw
+    assert re.search(r" REPORT target=\S+ replicas=1 window=1s state=down reason=%s samples=0 "
+                     r"failures=\d+ " % case + rtt + r"no latency samples in the past 1s$",
+                     line.raw), line.raw
     rep = parse_report(line)
     assert 2 <= rep["failures"] <= 7, line.raw
 
@@ -471,6 +515,56 @@ def test_alert_on_connection_closed_mid_answer(start_sidecar, fake_target):
     alert = s.wait_event("ALERT", timeout=1.0 * TF)
     assert alert.fields.get("reason") in REASONS, alert.raw
     assert alert.fields.get("reason") in ("body", "connect"), alert.raw
+
+
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+@pytest.mark.parametrize("size", [16 * 1024 + 1, 10 * 1024 * 1024])
+def test_oversized_body_is_cut_at_16k(start_sidecar, fake_target, size):
+    """A /health body over 16 KiB (one byte over, or 10 MB) is not read to the end: ALERT
+    reason=body at once, every poll, and memory stays flat (the transfer is aborted, not
+    buffered)."""
+    body = b'{"healthy":true,"latency":0.1,"pad":"' + b"x" * size + b'"}'
+    fake_target.set_body(body)
+    s = start_sidecar("--target", fake_target.url, *FAST)
+    first = s.wait_event("ALERT", timeout=1.0 * TF)
+    check_alert(first, fake_target.url)
+    assert (first.fields["reason"], first.fields["detail"]) == \
+        ("body", "body larger than 16384 bytes"), first.raw
+    s.wait_event("ALERT", consecutive=3, timeout=1.0 + 1.0 * TF)
+    rss0 = vm_rss_kib(s.pid)
+    s.wait_event("ALERT", consecutive=10, timeout=2.0 + 1.0 * TF)
+    rss1 = vm_rss_kib(s.pid)
+    if not SANITIZED:  # ASan's quarantine keeps freed memory resident
+        assert rss1 - rss0 < 256, "RSS grew %d KiB over 7 polls of a %d-byte body" % (
+            rss1 - rss0, len(body))
+    rep = parse_report(s.wait_event("REPORT", timeout=WINDOW + 1.0 * TF))
+    assert (rep["state"], rep["reason"], rep["samples"]) == ("down", "body", 0), s.dump()
+    s.assert_clean_exit(signal.SIGTERM)
+
+
+def test_trickling_target_times_out(start_sidecar, fake_target):
+    """An answer trickled a byte every 20 ms never completes within the 100 ms timeout:
+    ALERT reason=timeout at the timeout, every poll, on schedule."""
+    fake_target.set_trickle(0.02)
+    s = start_sidecar("--target", fake_target.url, *FAST)
+    reqs = fake_target.wait_requests(1, 1.0 * TF)
+    first = s.wait_event("ALERT", timeout=1.0 * TF)
+    check_alert(first, fake_target.url)
+    assert (first.fields["reason"], first.fields["detail"]) == \
+        ("timeout", "no answer within 100ms"), first.raw
+    third = s.wait_event("ALERT", consecutive=3, timeout=1.0 + 1.0 * TF)
+    assert third.t - first.t == pytest.approx(2 * INTERVAL, abs=0.08 * TF), s.dump()
+    reqs = fake_target.snapshot()
+    gaps = [b.t - a.t for a, b in zip(reqs, reqs[1:])]
+    assert all(g == pytest.approx(INTERVAL, abs=0.08 * TF) for g in gaps), gaps
+    assert not s.events("WARN"), s.dump()
 
 
 def test_alert_stops_when_target_recovers(start_sidecar, fake_target):
@@ -730,6 +824,10 @@ def check_json_event(line):
         who = "replica" if "replica" in obj else "replicas"
         assert who == "replica" or is_int(obj.get("replicas")), line.raw
         want = ["target", who] + list(REPORT_JSON_KEYS)
+        if obj.get("state") in ("degraded", "down"):
+            # the reason the state is bad follows it
+            want.insert(want.index("state") + 1, "reason")
+            assert obj["reason"] in REASONS, line.raw
         if is_int(obj.get("samples")) and obj["samples"] > 0:
             want += REPORT_JSON_LATENCY
         if "rtt_p50_ms" in obj:

@@ -37,7 +37,7 @@ RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
 
 # A probe's REPORT: up/down and round trips only (no /health latency samples).
 PROBE_REPORT_RE = re.compile(
-    r"^target=(?P<target>\S+) replicas=1 window=(?P<window>\S+) state=(?P<state>[a-z]+) "
+    r"^target=(?P<target>\S+) replicas=1 window=(?P<window>\S+) state=(?P<state>[a-z]+)(?: reason=(?P<reason>[a-z]+))? "
     r"polls=(?P<polls>\d+) failures=(?P<failures>\d+)"
     r"(?P<rtt> rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
     r" rtt_p99=(?P<rtt_p99>\d+\.\d{3})ms rtt_max=(?P<rtt_max>\d+\.\d{3})ms)?$"
@@ -174,7 +174,10 @@ def parse_probe_report(line):
     m = PROBE_REPORT_RE.match(line.rest)
     assert m, "probe REPORT not in contract form: %r" % line.raw
     d = m.groupdict()
+    assert (d["reason"] is not None) == (d["state"] in ("degraded", "down")), \
+        "a degraded or down REPORT says why, a healthy one does not: " + line.raw
     rep = {"target": d["target"], "window": d["window"], "state": d["state"],
+           "reason": d["reason"],
            "polls": int(d["polls"]), "failures": int(d["failures"]), "rtt": d["rtt"] is not None}
     assert rep["failures"] <= rep["polls"], line.raw
     if rep["rtt"]:
@@ -434,6 +437,31 @@ def test_https_with_ca_file_checks_the_url_name(start_sidecar, pages, tmp_path):
         dns.stop()
 
 
+def test_https_probe_up_with_ca_file(start_sidecar, fake_target, pages, tmp_path):
+    """An https probe behind a private CA (--ca-file): up, redirects followed over TLS, and
+    exported like any probe (probe_success 1, status 200)."""
+    cert, key = make_self_signed(tmp_path)
+    p = pages(tls=(cert, key))
+    p.set_route("/ok", 200, b"<html>ok</html>", {"Content-Type": "text/html"})
+    p.redirect("/old", "/ok")
+    probes = [p.url("/ok"), p.url("/old")]
+    assert all(u.startswith("https://127.0.0.1:") for u in probes), probes
+    s = start_sidecar("--target", fake_target.url, *FAST, "--probes", ",".join(probes),
+                      "--ca-file", cert)
+    for probe in probes:
+        rep = parse_probe_report(wait_report(s, probe))
+        assert (rep["state"], rep["failures"], rep["reason"]) == ("healthy", 0, None), s.dump()
+        assert rep["polls"] >= 3 and rep["rtt"], s.dump()
+        assert not alerts_of(s, probe), s.dump()
+    m = samples(scrape_text(metrics_port(s)))
+    for probe in probes:
+        hp = hp_of(probe)
+        assert sample(m, "probe_success", target=probe, replica=hp) == 1
+        assert sample(m, "probe_http_status_code", target=probe, replica=hp) == 200
+    assert p.hit_count("/old") >= 3 and p.hit_count("/ok") >= 6
+    s.assert_clean_exit(signal.SIGTERM)
+
+
 def test_ca_file_missing_exits_2(sidecar_bin, tmp_path):
     missing = str(tmp_path / "no-such-ca.pem")
     p = run_to_completion([sidecar_bin, "--metrics-listen", "off", "--ca-file", missing])
@@ -504,8 +532,10 @@ def test_json_probe_lines(start_sidecar, fake_target, pages):
     assert list(s.events("START")[0].obj)[3:] == START_KEYS, s.dump()
     assert s.events("START")[0].obj["probes"] == 1, s.dump()
     assert [list(l.obj)[3:] for l in s.events("PROBE")] == [["target"]], s.dump()
-    assert list(rep.obj)[3:] == ["target", "replicas", "window", "state", "polls", "failures",
-                                 "rtt_p50_ms", "rtt_p95_ms", "rtt_p99_ms", "rtt_max_ms"], rep.raw
+    assert list(rep.obj)[3:] == ["target", "replicas", "window", "state", "reason", "polls",
+                                 "failures", "rtt_p50_ms", "rtt_p95_ms", "rtt_p99_ms",
+                                 "rtt_max_ms"], rep.raw
+    assert (rep.obj["state"], rep.obj["reason"]) == ("down", "status"), rep.raw
     assert (rep.obj["replicas"], rep.obj["state"]) == (1, "down"), rep.raw
     assert rep.obj["polls"] == rep.obj["failures"] >= 3, rep.raw
     alert = alerts_of(s, probe)[0]
@@ -555,6 +585,9 @@ def test_empty_probe_list(start_sidecar, fake_target, value):
     (["--probes", "127.0.0.1:8080/health"], None),
     ([], {"SIDECAR_PROBES": "ftp://x"}),
     ([], {"SIDECAR_PROBES": "http://ok/ gopher://h/"}),
+    # the same URL twice, or the target as a probe: its series would be exported twice
+    (["--probes", "http://a.example/,http://b.example/ http://a.example/"], None),
+    (["--target", "http://hello:8080/health", "--probes", "http://hello:8080/health"], None),
 ])
 def test_invalid_probes_exit_2(sidecar_bin, args, env):
     p = run_to_completion([sidecar_bin, "--metrics-listen", "off"] + args, env=env)

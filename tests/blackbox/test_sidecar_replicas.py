@@ -37,7 +37,7 @@ STATES = {"unknown", "healthy", "degraded", "down"}
 # target (replica|replicas) window state samples failures [best worst avg] [rtt] [note]
 REPORT_RE = re.compile(
     r"^target=(?P<target>\S+) (?:replica=(?P<replica>\S+)|replicas=(?P<replicas>\d+)) "
-    r"window=(?P<window>\S+) state=(?P<state>[a-z]+) samples=(?P<samples>\d+) "
+    r"window=(?P<window>\S+) state=(?P<state>[a-z]+)(?: reason=(?P<reason>[a-z]+))? samples=(?P<samples>\d+) "
     r"failures=(?P<failures>\d+)"
     r"(?: best=(?P<best>\d+\.\d{6})s worst=(?P<worst>\d+\.\d{6})s avg=(?P<avg>\d+\.\d{6})s)?"
     r"(?: rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
@@ -81,7 +81,9 @@ def parse_report(line):
     m = REPORT_RE.match(line.rest)
     assert m, "REPORT line not in contract form: %r" % line.raw
     d = m.groupdict()
-    rep = {"target": d["target"], "replica": d["replica"],
+    assert (d["reason"] is not None) == (d["state"] in ("degraded", "down")), \
+        "a degraded or down REPORT says why, a healthy one does not: " + line.raw
+    rep = {"target": d["target"], "replica": d["replica"], "reason": d["reason"],
            "replicas": int(d["replicas"]) if d["replicas"] is not None else None,
            "window": d["window"], "state": d["state"], "samples": int(d["samples"]),
            "failures": int(d["failures"]), "best": None, "worst": None, "avg": None,
@@ -598,19 +600,27 @@ def test_nxdomain_alerts_dns_and_target_down(start_sidecar, dns, replica_targets
 
 
 def test_lookup_failing_later_stops_probing(start_sidecar, dns, replica_targets):
-    """Replicas known, then the lookup fails: the target is down at once and no replica is
-    probed while it fails; the name back: RECOVERED (replica = the name), probing again."""
+    """Replicas known, then the lookup fails: the target is down at once, the replicas leave
+    (the name no longer says where they are; their series go with them) and none is probed
+    while it fails; the name back: RECOVERED (replica = the name), the replicas join again."""
     a, b = replica_targets(["127.0.0.2", "127.0.0.3"])
     url = name_url(a.port)
     hp = "%s:%d" % (NAME, a.port)
     dns.set_answers(NAME, [a.ip, b.ip])
     s = start_sidecar("--target", url, *FAST, "--dns-server", dns.server)
     wait_total(s, url, replicas=2, state="healthy")
+    port = metrics_port(s)
 
     k = s.index()
     dns.remove(NAME)
     first = s.wait_event("ALERT", start=k, timeout=1.0 * TF)
     check_alert_line(first, url, hp, "dns")
+    left = [l for l in s.events("REPLICA")[-2:] if l.fields["change"] == "left"]
+    assert sorted(l.fields["replica"] for l in left) == sorted([a.replica, b.replica]), s.dump()
+    m = wait_metrics(port, lambda m: sample(m, "sidecar_target_replicas", target=url) == 0,
+                     what="no replica while the lookup fails")
+    assert replicas_in_metrics(m, url) == [], m
+    assert sample(m, "sidecar_target_state", target=url, state="down") == 1
     na, nb = a.request_count(), b.request_count()
     s.wait_event("ALERT", start=k, replica=hp, consecutive=4, timeout=1.0 + 1.0 * TF)
     assert a.request_count() <= na + 1 and b.request_count() <= nb + 1, \
@@ -619,12 +629,97 @@ def test_lookup_failing_later_stops_probing(start_sidecar, dns, replica_targets)
     assert parse_report(total)["state"] == "down", total.raw
     assert {l.fields["replica"] for l in s.events("ALERT")} == {hp}, s.dump()
 
+    assert parse_report(total)["reason"] == "dns", total.raw
+
     k = s.index()
     dns.set_answers(NAME, [a.ip, b.ip])
     rec = s.wait_event("RECOVERED", start=k, timeout=1.0 * TF)
     assert check_recovered_line(rec, url, hp) == len(s.events("ALERT")), s.dump()
     a.wait_requests(na + 3, 1.0 + 1.0 * TF)
     b.wait_requests(nb + 3, 1.0 + 1.0 * TF)
+    joined = [l.fields["replica"] for l in s.events("REPLICA")[-2:]
+              if l.fields["change"] == "joined"]
+    assert sorted(joined) == sorted([a.replica, b.replica]), s.dump()
+    wait_metrics(port, lambda m: replicas_in_metrics(m, url) == sorted([a.replica, b.replica]),
+                 what="both replicas back in the metrics")
+
+
+def test_slow_lookup_leaves_the_get_what_is_left(start_sidecar, dns, replica_targets):
+    """The lookup takes 200 ms of a 300 ms timeout and the replica 200 ms to answer: the GET
+    gets the 100 ms left, so the poll fails with reason=timeout 300 ms after it began (not
+    500 ms, past the next poll), on schedule, and no poll is ever skipped."""
+    (t,) = replica_targets(["127.0.0.2"])
+    url = name_url(t.port)
+    dns.set_answers(NAME, [t.ip])
+    t.set_healthy(0.1, delay=0.2)
+    dns.set_delay(0.2)
+    s = start_sidecar("--target", url, "--interval", "400ms", "--window", "2s",
+                      "--timeout", "300ms", "--dns-server", dns.server)
+    t0 = s.events("START")[0].t
+    first = s.wait_event("ALERT", timeout=1.0 * TF)
+    check_alert_line(first, url, t.replica, "timeout")
+    assert first.t - t0 == pytest.approx(0.3, abs=0.08 * TF), \
+        "first ALERT %.3fs after START" % (first.t - t0)
+    fourth = s.wait_event("ALERT", replica=t.replica, consecutive=4, timeout=1.5 + 1.0 * TF)
+    assert fourth.t - first.t == pytest.approx(3 * 0.4, abs=0.1 * TF), s.dump()
+    assert not s.events("WARN"), s.dump()
+
+    # a faster answer fits in what the lookup leaves: healthy again
+    k = s.index()
+    t.set_healthy(0.1, delay=0.02)
+    s.wait_event("RECOVERED", start=k, timeout=1.0 * TF)
+
+
+def test_lookup_ends_at_the_timeout_whatever_the_servers(start_sidecar, replica_targets):
+    """Two DNS servers that never answer: c-ares would give each the whole timeout, one
+    after the other; the lookup still ends at the poll's timeout (ALERT reason=dns), so polls
+    never overlap and none is skipped."""
+    (t,) = replica_targets(["127.0.0.2"])
+    url = name_url(t.port)
+    d1, d2 = FakeDNS().start(), FakeDNS().start()
+    try:
+        for d in (d1, d2):
+            d.set_answers(NAME, [t.ip])
+            d.set_drop(True)
+        s = start_sidecar("--target", url, "--interval", "400ms", "--window", "2s",
+                          "--timeout", "250ms", "--dns-server", "%s,%s" % (d1.server, d2.server))
+        t0 = s.events("START")[0].t
+        first = s.wait_event("ALERT", timeout=1.0 * TF)
+        check_alert_line(first, url, "%s:%d" % (NAME, t.port), "dns")
+        assert first.t - t0 == pytest.approx(0.25, abs=0.08 * TF), \
+            "dns ALERT %.3fs after START" % (first.t - t0)
+        s.wait_event("ALERT", consecutive=4, timeout=1.5 + 1.0 * TF)
+        assert not s.events("WARN"), s.dump()
+        assert t.request_count() == 0
+    finally:
+        d1.stop()
+        d2.stop()
+
+
+def test_trickling_replica_does_not_hold_up_the_others(start_sidecar, dns, replica_targets):
+    """One replica trickles its answer a byte every 20 ms: it times out (reason=timeout) while
+    the other is polled on schedule and /metrics answers at once."""
+    a, b = replica_targets(["127.0.0.2", "127.0.0.3"])
+    url = name_url(a.port)
+    dns.set_answers(NAME, [a.ip, b.ip])
+    a.set_trickle(0.02)
+    s = start_sidecar("--target", url, *FAST, "--dns-server", dns.server)
+    alert = s.wait_event("ALERT", replica=a.replica, timeout=1.0 * TF)
+    check_alert_line(alert, url, a.replica, "timeout")
+    port = metrics_port(s)
+    n = b.request_count()
+    for _ in range(5):
+        t = time.monotonic()
+        promtool_check(scrape_text(port))
+        assert time.monotonic() - t < 0.1 * TF, "a scrape took %.3fs" % (time.monotonic() - t)
+        time.sleep(0.1)
+    reqs = b.snapshot()[n:]
+    gaps = [y.t - x.t for x, y in zip(reqs, reqs[1:])]
+    assert len(reqs) >= 2 and all(g == pytest.approx(INTERVAL, abs=0.08 * TF) for g in gaps), \
+        gaps
+    assert not alerts_for(s, b.replica), s.dump()
+    total = parse_report(wait_total(s, url, replicas=2))
+    assert (total["state"], total["reason"]) == ("degraded", "timeout"), total
 
 
 def test_dns_timeout_alerts_within_poll_timeout(start_sidecar, dns, replica_targets):
@@ -855,14 +950,16 @@ def test_json_replica_lines(start_sidecar, dns, replica_targets):
                             "rtt_p99_ms", "rtt_max_ms"], l.raw
             assert (l.obj["state"], l.obj["failures"], l.obj["avg_s"]) == ("healthy", 0, 0.1)
         else:
-            assert keys == ["target", "replica", "window", "state", "samples", "failures",
-                            "rtt_p50_ms", "rtt_p95_ms", "rtt_p99_ms", "rtt_max_ms", "note"], l.raw
-            assert (l.obj["state"], l.obj["samples"]) == ("down", 0), l.raw
+            assert keys == ["target", "replica", "window", "state", "reason", "samples",
+                            "failures", "rtt_p50_ms", "rtt_p95_ms", "rtt_p99_ms", "rtt_max_ms",
+                            "note"], l.raw
+            assert (l.obj["state"], l.obj["reason"], l.obj["samples"]) == ("down", "status", 0), \
+                l.raw
             assert l.obj["note"] == "no latency samples in the past 1s", l.raw
         assert isinstance(l.obj["samples"], int) and l.obj["window"] == "1s", l.raw
-    assert list(total.obj)[3:9] == ["target", "replicas", "window", "state", "samples",
-                                    "failures"], total.raw
-    assert total.obj["state"] == "degraded", total.raw
+    assert list(total.obj)[3:10] == ["target", "replicas", "window", "state", "reason",
+                                     "samples", "failures"], total.raw
+    assert (total.obj["state"], total.obj["reason"]) == ("degraded", "status"), total.raw
 
     alert = s.events("ALERT")[0]
     assert list(alert.obj)[3:] == ALERT_KEYS, alert.raw

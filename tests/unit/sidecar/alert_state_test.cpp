@@ -69,3 +69,22 @@ TEST(AlertState, FailuresBelowThresholdLeaveUnknown) {
   a.on_result(outcome::unhealthy, 2);
   EXPECT_EQ(a.state(), health_state::healthy);  // one failure below the threshold: no flap
 }
+
+TEST(AlertState, ReasonIsTheFailureBehindTheState) {
+  alert_state a(2, 1);
+  EXPECT_EQ(a.reason(), outcome::ok);
+  a.on_result(outcome::timeout, 0);  // below the threshold: unknown -> down, says why
+  EXPECT_EQ(a.state(), health_state::down);
+  EXPECT_EQ(a.reason(), outcome::timeout);
+  a.on_result(outcome::ok, 10);
+  EXPECT_EQ(a.reason(), outcome::ok);
+  a.on_result(outcome::status, 20);  // one failure below the threshold: still healthy
+  EXPECT_EQ(a.state(), health_state::healthy);
+  EXPECT_EQ(a.reason(), outcome::ok);
+  a.on_result(outcome::unhealthy, 30);  // the second alerts
+  EXPECT_EQ(a.state(), health_state::degraded);
+  EXPECT_EQ(a.reason(), outcome::unhealthy);
+  a.on_result(outcome::ok, 40);  // recover_after 1
+  EXPECT_EQ(a.state(), health_state::healthy);
+  EXPECT_EQ(a.reason(), outcome::ok);
+}

@@ -52,6 +52,26 @@ TEST(Report, WithoutSamplesSaysSoPlainly) {
       "\"note\":\"no latency samples in the past 60s\"");
 }
 
+TEST(Report, ABadStateSaysWhyAHealthyOneDoesNot) {
+  window_stats st;
+  st.failures = 6;
+  char out[256];
+  report_labels who{"http://h/", nullptr, 3};
+  format_report(log_format::text, out, sizeof out, who, st, 60000, health_state::down,
+                outcome::timeout);
+  EXPECT_STREQ(out,
+               "target=http://h/ replicas=3 window=60s state=down reason=timeout samples=0 "
+               "failures=6 no latency samples in the past 60s");
+  format_report(log_format::json, out, sizeof out, who, st, 60000, health_state::degraded,
+                outcome::unhealthy);
+  EXPECT_NE(strstr(out, "\"state\":\"degraded\",\"reason\":\"unhealthy\",\"samples\""), nullptr)
+      << out;
+  // A stale reason is never shown beside a good state.
+  format_report(log_format::text, out, sizeof out, who, st, 60000, health_state::healthy,
+                outcome::timeout);
+  EXPECT_EQ(strstr(out, "reason="), nullptr) << out;
+}
+
 TEST(Alert, NamesReasonTargetStateCountAndDetail) {
   poll_result r;
   r.result = outcome::status;
