@@ -30,7 +30,7 @@ import pytest
 import requests
 
 import e2e_common
-from e2e_common import port_open, tail, wait_for
+from e2e_common import HeyLoad, Load, check_load, port_open, tail, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = str(REPO / "scripts" / "compose")
@@ -95,80 +95,29 @@ def get(path, timeout=5):
     return requests.get(BASE + path, timeout=timeout)
 
 
-class Load:
-    """Constant GET / traffic through nginx from `threads` keep-alive connections until stop():
-    counts answers by status and failed requests.
+def nginx_reloads(since):
+    """How many times nginx/entrypoint.sh reloaded nginx (replicas changed) since `since`
+    (epoch seconds): each reload closes every idle client keep-alive connection once."""
+    p = run(["docker", "logs", "--since", "%.3f" % since, container_id("nginx")], timeout=60)
+    return len(re.findall(r"nginx-entrypoint: replicas changed: .*; reloading$",
+                          p.stdout + p.stderr, re.M))
 
-    Like browsers, curl and Go's net/http, it retries a request once on a new connection when
-    a connection it had already used was closed before any byte of the answer arrived (RFC
-    9112 section 9.3.1; GET is idempotent). That happens once per connection at every nginx
-    reload (the entry point reloads when replicas come and go): the old workers close their
-    keep-alive connections. Those retries are counted and printed; a request that fails on a
-    fresh connection, or fails again, is an error."""
 
-    def __init__(self, threads=8, path="/"):
-        self.path = path
-        self.statuses = {}
-        self.errors = []
-        self.retried = 0
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.workers = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-        self.t0 = time.monotonic()
-        for w in self.workers:
-            w.start()
+def start_loads(path="/"):
+    """The two load generators through nginx: Load (8 keep-alive connections, per-request
+    detail) and hey (4 connections at 100 requests/s each)."""
+    return Load(HOST, HTTP_PORT, paths=(path,)).start(), HeyLoad(BASE + path)
 
-    def once(self, conn):
-        conn.request("GET", self.path)
-        r = conn.getresponse()
-        r.read()
-        return r
 
-    def run(self):
-        conn, used = None, False
-        while not self.done.is_set():
-            try:
-                if conn is None:
-                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
-                try:
-                    r = self.once(conn)
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    if not used:
-                        raise
-                    conn.close()
-                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), False
-                    with self.lock:
-                        self.retried += 1
-                    r = self.once(conn)
-                used = True
-                with self.lock:
-                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
-                if r.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as e:
-                with self.lock:
-                    self.errors.append("%.2fs %r" % (time.monotonic() - self.t0, e))
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    def stop(self):
-        self.done.set()
-        for w in self.workers:
-            w.join(timeout=10)
-        self.seconds = time.monotonic() - self.t0
-        self.total = sum(self.statuses.values())
-        self.non_2xx = sum(n for code, n in self.statuses.items() if not 200 <= code < 300)
-        return self
-
-    def summary(self):
-        return ("%d requests in %.1fs (%.0f/s), statuses %s, non-2xx %d, failed %d "
-                "(retried on a new connection after a keep-alive close: %d)" % (
-                    self.total, self.seconds, self.total / self.seconds, self.statuses,
-                    self.non_2xx, len(self.errors), self.retried))
+def finish_loads(capsys, what, load, hey):
+    load.finish()
+    hey.finish()
+    reloads = nginx_reloads(load.started)
+    with capsys.disabled():
+        print("\n[e2e] %s (nginx reloaded %d times):\n[e2e]   load: %s\n[e2e]   %s" % (
+            what, reloads, load.summary(), hey.summary()))
+    check_load(load, reloads, least=100)
+    hey.check()
 
 
 @pytest.fixture(scope="module")
@@ -436,7 +385,8 @@ def test_containers_are_hardened(stack, capsys):
         assert user and user.split(":")[0] not in ("0", "root"), what + "User=%r" % user
         with open("/proc/%d/status" % c["State"]["Pid"]) as f:
             uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", f.read(), re.M)
-        assert uids and uids.group(1) != "0" and uids.group(2) != "0", what + "runs as root"
+        assert uids and uids.group(1) == uids.group(2) == "65532", what + "runs as %s" % (
+            uids and uids.groups())
         assert hc["ReadonlyRootfs"] is True, what + "root filesystem is writable"
         assert "ALL" in (hc.get("CapDrop") or []) and not hc.get("CapAdd"), what + str(hc.get("CapAdd"))
         assert any(o.startswith("no-new-privileges") for o in hc.get("SecurityOpt") or []), what
@@ -449,6 +399,10 @@ def test_containers_are_hardened(stack, capsys):
             assert published == ["80/tcp"], what + str(published)
             assert hc.get("Init") is True, what + "no init (its entry point keeps a child)"
             assert networks == sorted([PROJECT + "_backend", PROJECT + "_frontend"]), networks
+            # where it writes: tmpfs mounts owned by its user
+            tmpfs = hc.get("Tmpfs") or {}
+            assert sorted(tmpfs) == ["/etc/nginx/conf.d", "/run", "/tmp", "/var/lib/nginx"], tmpfs
+            assert all("uid=65532" in o for o in tmpfs.values()), tmpfs
         else:
             assert published == [], what + str(published)
             assert networks == [PROJECT + "_backend"], what + str(networks)
@@ -496,13 +450,10 @@ def test_poisoned_replica_unhealthy_and_its_410_not_served(stack, capsys):
         r = get("/health")
         assert r.status_code == 200, "a poisoned replica's /health %d reached the client" % r.status_code
     # Concurrent clients too: a retry must never land on the poisoned replica again.
-    load = Load(path="/status")
+    load, hey = start_loads("/status")
     time.sleep(3)
-    load.stop()
-    with capsys.disabled():
-        print("\n[e2e] /status with 1 of 3 replicas poisoned, 8 connections: " + load.summary())
-    assert load.total > 100 and load.statuses.get(200) == load.total and not load.errors, \
-        load.summary()
+    finish_loads(capsys, "/status with 1 of 3 replicas poisoned", load, hey)
+    assert set(load.served) <= {i[:12] for i in ids} - {victim[:12]}, load.served
     wait_for("Docker to mark the poisoned replica unhealthy",
              lambda: health_status(victim) == "unhealthy", timeout=60, interval=1)
     assert hello_get(victim, "/antidote").returncode == 0
@@ -545,38 +496,55 @@ def test_rolling_update_under_load_has_no_failed_request(stack, capsys):
     while constant traffic runs through nginx: 0 non-2xx answers, 0 socket errors."""
     before = set(replica_ids())
     assert len(before) == 3, before
-    load = Load()
+    load, hey = start_loads()
     time.sleep(2)
     env = dict(compose_env(), STACK_REVISION="2")
     p = subprocess.run([str(REPO / "scripts" / "rolling-update.sh")], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
     time.sleep(3)
-    load.stop()
+    finish_loads(capsys, "rolling update of 3 replicas under load", load, hey)
     with capsys.disabled():
-        print("\n[e2e] rolling update of 3 replicas under load: " + load.summary())
         print("\n".join("[e2e]   " + l for l in p.stdout.splitlines()))
     assert p.returncode == 0, p.stdout + p.stderr
     after = set(replica_ids())
     assert len(after) == 3 and not (after & before), (before, after)
     for cid in after:
         assert "STACK_REVISION=2" in inspect(cid)["Config"]["Env"], cid
-    assert load.total > 100, load.summary()
-    assert load.non_2xx == 0 and not load.errors, load.summary() + "\n" + "\n".join(load.errors[:20])
+
+
+def test_rolling_update_that_never_gets_healthy_rolls_back(stack, capsys):
+    """A new configuration whose containers never pass the health check (hello listens on
+    8081, the HEALTHCHECK asks 8080): rolling-update.sh removes the first new container, keeps
+    the old ones and exits 1; the load through nginx loses nothing meanwhile (nginx sees the
+    bad container by name for a while and retries its refused connections elsewhere)."""
+    before = set(replica_ids())
+    assert len(before) == 3, before
+    load, hey = start_loads()
+    time.sleep(1)
+    env = dict(compose_env(), E2E_HELLO_LISTEN="0.0.0.0:8081", ROLLOUT_HEALTH_TIMEOUT="25")
+    p = subprocess.run([str(REPO / "scripts" / "rolling-update.sh")], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    time.sleep(3)
+    finish_loads(capsys, "rolling update that never gets healthy", load, hey)
+    with capsys.disabled():
+        print("\n".join("[e2e]   " + l for l in (p.stdout + p.stderr).splitlines()))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "rolling back" in p.stdout and "the old ones keep serving" in p.stderr, p.stdout
+    assert set(replica_ids()) == before, "the old replicas were touched"
+    for cid in before:
+        assert inspect(cid)["State"]["Running"] and health_status(cid) == "healthy", cid
+    assert set(load.served) <= {c[:12] for c in before}, load.served
 
 
 def test_sigkilled_replica_costs_no_request(stack, capsys):
     """One of 3 replicas is killed (SIGKILL) under load: nginx retries what was in flight on
     the others, and stops sending to it once the name no longer resolves to it."""
     victim = replica_ids()[0]
-    load = Load()
+    load, hey = start_loads()
     time.sleep(2)
     run(["docker", "kill", "-s", "KILL", victim], timeout=30)
     time.sleep(4)
-    load.stop()
-    with capsys.disabled():
-        print("\n[e2e] one of 3 replicas SIGKILLed under load: " + load.summary())
-    assert load.total > 100, load.summary()
-    assert load.non_2xx == 0 and not load.errors, load.summary() + "\n" + "\n".join(load.errors[:20])
+    finish_loads(capsys, "one of 3 replicas SIGKILLed under load", load, hey)
     # `docker kill` counts as a manual stop, so the restart policy leaves it (a crash, as /die
     # shows, is restarted): start it again for the tests that follow.
     run(["docker", "start", victim], timeout=60)

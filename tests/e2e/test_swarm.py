@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from e2e_common import REPO, port_open, run, tail, wait_for
+from e2e_common import REPO, HeyLoad, Load, check_load, port_open, run, tail, wait_for
 
 STACK_FILE = REPO / "deploy" / "swarm" / "stack.yml"
 STACK = os.environ.get("SWARM_STACK", "hello-e2e")
@@ -179,128 +179,6 @@ def hello_events(cid):
 
 # ------------------------------------------------------------------ load
 
-class Load:
-    """Constant load through nginx: `connections` threads, each with its own keep-alive
-    connection, cycling over the paths with a short pause between requests.
-
-    Every request ends in exactly one of: a 2xx (ok), another status (non2xx), or an error
-    (refused, reset or timed out on a fresh connection, cut mid-answer, or a retry that failed).
-    One case is retried, once, on a new connection, and counted apart as `stale`: the request
-    went out on a keep-alive connection that had already served an answer, and the connection
-    closed before any byte of an answer came back. That is how nginx's graceful reload looks to
-    a client (the old workers close their idle keep-alive connections; the request was never
-    read), and RFC 9112 section 9.3.1 lets clients retry it; browsers do.
-    """
-
-    def __init__(self, connections=LOAD_CONNECTIONS, pause=0.005, paths=LOAD_PATHS):
-        self.connections, self.pause, self.paths = connections, pause, paths
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.stale = []    # times
-        self.non2xx = []   # (time, path, status, served by)
-        self.errors = []   # (time, path, what)
-        self.served = collections.Counter()
-        self.threads = []
-        self.started = self.seconds = None
-
-    def _worker(self, index):
-        conn, used, ok, served = None, 0, 0, collections.Counter()
-        n = index
-        while not self.stop.is_set():
-            path = self.paths[n % len(self.paths)]
-            n += 1
-            retried = False
-            while True:
-                if conn is None:
-                    conn, used = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=5), 0
-                try:
-                    conn.request("GET", path)
-                    r = conn.getresponse()
-                except (ConnectionError, http.client.BadStatusLine) as e:
-                    conn.close()
-                    conn = None
-                    if used and not retried:
-                        retried = True
-                        with self.lock:
-                            self.stale.append(time.time())
-                        continue
-                    with self.lock:
-                        self.errors.append((time.time(), path, repr(e)))
-                    break
-                except OSError as e:  # timeouts and the like: never retried
-                    conn.close()
-                    conn = None
-                    with self.lock:
-                        self.errors.append((time.time(), path, repr(e)))
-                    break
-                try:
-                    r.read()
-                except OSError as e:
-                    conn.close()
-                    conn = None
-                    with self.lock:
-                        self.errors.append((time.time(), path, "mid-answer " + repr(e)))
-                    break
-                used += 1
-                by = r.getheader("X-Served-By", "-")
-                if 200 <= r.status < 300:
-                    ok += 1
-                    served[by] += 1
-                else:
-                    with self.lock:
-                        self.non2xx.append((time.time(), path, r.status, by))
-                if r.will_close:
-                    conn.close()
-                    conn = None
-                break
-            if self.pause:
-                time.sleep(self.pause)
-        if conn is not None:
-            conn.close()
-        with self.lock:
-            self.ok += ok
-            self.served.update(served)
-
-    def start(self):
-        self.threads = [threading.Thread(target=self._worker, args=(i,), daemon=True)
-                        for i in range(self.connections)]
-        self.started = time.time()
-        for t in self.threads:
-            t.start()
-        return self
-
-    def finish(self):
-        if self.seconds is not None:
-            return self
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-        assert not any(t.is_alive() for t in self.threads), "load threads did not stop"
-        self.seconds = time.time() - self.started
-        return self
-
-    def total(self):
-        return self.ok + len(self.non2xx) + len(self.errors)
-
-    def summary(self):
-        return ("%d requests in %.1f s (%.0f/s) over %d keep-alive connections: %d 2xx, "
-                "%d non-2xx, %d errors; %d stale keep-alive connections closed by nginx "
-                "reloads, retried once" % (
-                    self.total(), self.seconds, self.total() / self.seconds, self.connections,
-                    self.ok, len(self.non2xx), len(self.errors), len(self.stale)))
-
-
-def check_load(load, reloads):
-    assert load.total() > 1000, load.summary()
-    assert not load.non2xx, "non-2xx answers (time, path, status, served by): %r\n%s" % (
-        load.non2xx[:20], load.summary())
-    assert not load.errors, "failed requests (time, path, error): %r\n%s" % (
-        load.errors[:20], load.summary())
-    # A reload can close each client connection at most once.
-    assert len(load.stale) <= load.connections * reloads, (load.summary(), reloads)
-
-
 # ------------------------------------------------------------------ fixtures
 
 @pytest.fixture(scope="module")
@@ -361,7 +239,8 @@ def capsys_module(request):
 def start_load():
     """A Load, started by the test; stopped at the end whatever happened."""
     loads = []
-    yield lambda **kw: loads.append(Load(**kw).start()) or loads[-1]
+    yield lambda **kw: loads.append(Load(HOST, HTTP_PORT, **{
+        "connections": LOAD_CONNECTIONS, "paths": LOAD_PATHS, **kw}).start()) or loads[-1]
     for one in loads:
         one.finish()
 
@@ -464,36 +343,27 @@ def test_deployed_as_specified(stack, capsys):
     assert spec["UpdateConfig"]["Monitor"] > 0
     assert spec["RollbackConfig"]["Order"] == "start-first"
     assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"
-    limits = spec["TaskTemplate"]["Resources"]["Limits"]
-    assert limits["MemoryBytes"] and limits["NanoCPUs"] and limits["Pids"], limits
     assert spec["EndpointSpec"]["Mode"] == "dnsrr"
-    assert cs["ReadOnly"] is True
-    assert cs["CapabilityDrop"] == ["ALL"]
-    assert cs["User"] == "65532:65532"
     env = dict(e.split("=", 1) for e in cs["Env"])
     delay = float(env["HELLO_DRAIN_DELAY"].rstrip("s"))
     drain = float(env["HELLO_DRAIN_TIMEOUT"].rstrip("s"))
     assert cs["StopGracePeriod"] / 1e9 > delay + drain, cs["StopGracePeriod"]
 
-    # What a running replica really got.
-    task = tasks(HELLO)[0]
-    c = inspect(task_container(task))[0]
-    assert c["HostConfig"]["ReadonlyRootfs"] is True
-    assert c["HostConfig"]["CapDrop"] == ["ALL"]
-    assert c["HostConfig"]["PidsLimit"] == limits["Pids"]
-    assert c["HostConfig"]["Memory"] == limits["MemoryBytes"]
-    assert set(c["NetworkSettings"]["Networks"]) == {STACK + "_backend"}
+    # Hardening, as specified and as a running replica really got it.
+    status = check_hardened_task(HELLO, {STACK + "_backend"})
+    c = inspect(task_container(tasks(HELLO)[0]))[0]
     net = inspect(STACK + "_backend")[0]
     assert net["Internal"] is True and net["Driver"] == "overlay"
-    with open("/proc/%d/status" % c["State"]["Pid"]) as f:
-        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
-    assert status["Uid"].split()[1] == "65532", status["Uid"]  # effective uid
-    assert int(status["CapEff"], 16) == 0, status["CapEff"]
     # security_opt (no-new-privileges) is dropped by `docker stack deploy`: shown, not asserted.
     say(capsys, "hello task as running: read-only root, CapEff=%s, uid 65532, pids limit %d, "
         "memory limit %d MiB, networks %s; NoNewPrivs=%s (security_opt is ignored by Swarm)",
         status["CapEff"].strip(), c["HostConfig"]["PidsLimit"], c["HostConfig"]["Memory"] >> 20,
         sorted(c["NetworkSettings"]["Networks"]), status["NoNewPrivs"].strip())
+
+    # The sidecar: the same hardening as hello, as specified and as running.
+    sidecar_status = check_hardened_task(STACK + "_sidecar", {STACK + "_backend"})
+    say(capsys, "sidecar task as running: read-only root, CapEff=%s, uid 65532, backend only",
+        sidecar_status["CapEff"].strip())
 
     # Only nginx publishes a port.
     for service in (HELLO, STACK + "_sidecar"):
@@ -511,8 +381,40 @@ def test_deployed_as_specified(stack, capsys):
         nstatus = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
     assert nstatus["Uid"].split()[:2] == ["65532", "65532"], nstatus["Uid"]
     assert int(nstatus["CapEff"], 16) == 0, nstatus["CapEff"]
+    # nginx is PID 1 (exec'd last by its entry point) and reaps every child, orphans included
+    # (waitpid(-1)), so it needs no init.
+    assert nstatus["Name"].strip() == "nginx", nstatus["Name"]
+    nlimits = inspect(NGINX)[0]["Spec"]["TaskTemplate"]["Resources"]["Limits"]
+    assert nlimits["MemoryBytes"] and nlimits["NanoCPUs"] and nlimits["Pids"], nlimits
+    assert nc["HostConfig"]["ReadonlyRootfs"] is True
+    assert nc["HostConfig"]["CapDrop"] == ["ALL"]
+    assert nc["HostConfig"]["PidsLimit"] == nlimits["Pids"]
+    assert nc["HostConfig"]["Memory"] == nlimits["MemoryBytes"]
+    assert {STACK + "_frontend", STACK + "_backend"} <= set(nc["NetworkSettings"]["Networks"])
     say(capsys, "nginx task as running: %s as uid 65532, CapEff=%s, read-only root",
         nstatus["Name"].strip(), nstatus["CapEff"].strip())
+
+
+def check_hardened_task(service, networks):
+    """A service spec'd and running as hello is: read-only root, every capability dropped,
+    memory, CPU and pids limits, user 65532 with no effective capability, these networks
+    only. Returns the /proc status of its running task."""
+    spec = inspect(service)[0]["Spec"]
+    cs = spec["TaskTemplate"]["ContainerSpec"]
+    limits = spec["TaskTemplate"]["Resources"]["Limits"]
+    assert cs["ReadOnly"] is True and cs["CapabilityDrop"] == ["ALL"], (service, cs)
+    assert cs["User"] == "65532:65532", (service, cs)
+    assert limits["MemoryBytes"] and limits["NanoCPUs"] and limits["Pids"], (service, limits)
+    c = inspect(task_container(tasks(service)[0]))[0]
+    hc = c["HostConfig"]
+    assert hc["ReadonlyRootfs"] is True and hc["CapDrop"] == ["ALL"], (service, hc)
+    assert (hc["PidsLimit"], hc["Memory"]) == (limits["Pids"], limits["MemoryBytes"]), service
+    assert set(c["NetworkSettings"]["Networks"]) == networks, (service, c["NetworkSettings"])
+    with open("/proc/%d/status" % c["State"]["Pid"]) as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    assert status["Uid"].split()[1] == "65532", (service, status["Uid"])
+    assert int(status["CapEff"], 16) == 0, (service, status["CapEff"])
+    return status
 
 
 # ------------------------------------------------------------------ 1. rolling update
@@ -521,6 +423,7 @@ def test_rolling_update_under_load_drops_nothing(stack, images, capsys, start_lo
     old = {t["ID"]: t for t in tasks(HELLO)}
     assert len(old) == REPLICAS
     load = start_load()
+    hey = HeyLoad("http://%s:%d/" % (HOST, HTTP_PORT))
     time.sleep(2)
     t0 = time.time()
     docker("service", "update", "--detach", "--no-resolve-image",
@@ -545,6 +448,7 @@ def test_rolling_update_under_load_drops_nothing(stack, images, capsys, start_lo
     t_exited = time.time()
     time.sleep(1)
     load.finish()
+    hey.finish()
 
     changes = nginx_upstream_changes(load.started)
     say(capsys, "rolling update of %d replicas: UpdateStatus completed after %.1f s "
@@ -552,6 +456,8 @@ def test_rolling_update_under_load_drops_nothing(stack, images, capsys, start_lo
         REPLICAS, t_completed - t0, status.get("StartedAt"), status.get("CompletedAt"),
         t_exited - t0, len(changes))
     say(capsys, "load: %s", load.summary())
+    say(capsys, "%s", hey.summary())
+    hey.check()
 
     # Every replica runs the new spec, healthy.
     new = wait_for("%d healthy replicas" % REPLICAS, healthy_replicas, timeout=30)
