@@ -136,6 +136,39 @@ done
 "$py" deploy/helm/check_rendered.py "${rendered[@]}" ||
   die "the rendered chart lacks a hardening or zero-downtime property (above)"
 
+# The checks above can fail: each must reject a render that breaks what it guards.
+if "$helm" template hello "$chart" --kube-version "$oldest" \
+  --set hello.terminationGracePeriodSeconds=10 >/dev/null 2>"$out/neg.log"; then
+  die "helm template accepted a grace period shorter than preStop + drain"
+fi
+grep -q "must exceed preStopSleepSeconds" "$out/neg.log" ||
+  die "helm template failed for another reason than the grace period: $(cat "$out/neg.log")"
+"$py" - "${rendered[0]}" "$out/neg-schema.yaml" "$out/neg-hardening.yaml" <<'EOF' ||
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dep = next(d for d in docs if d["kind"] == "Deployment")
+c = dep["spec"]["template"]["spec"]["containers"][0]
+dep["spec"]["replicaz"] = 2                                   # not in the schema
+yaml.safe_dump(dep, open(sys.argv[2], "w"))
+del dep["spec"]["replicaz"]
+c["securityContext"]["readOnlyRootFilesystem"] = False         # a hardening property lost
+dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = 1  # a zero-downtime one
+yaml.safe_dump_all(docs, open(sys.argv[3], "w"))
+EOF
+  die "could not write the broken renders"
+if "$venv/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$oldest" \
+  "$out/neg-schema.yaml" >/dev/null 2>&1; then
+  die "kubernetes-validate --strict accepted a Deployment with an unknown field"
+fi
+if "$py" deploy/helm/check_rendered.py "$out/neg-hardening.yaml" >"$out/neg.log" 2>&1; then
+  die "check_rendered.py accepted a writable root filesystem and maxUnavailable 1"
+fi
+for want in "readOnlyRootFilesystem is not true" "maxUnavailable is not 0"; do
+  grep -q "$want" "$out/neg.log" ||
+    die "check_rendered.py did not say '$want': $(cat "$out/neg.log")"
+done
+step "negative checks ok: a short grace period, an unknown field, lost hardening are refused"
+
 "$venv/bin/hadolint" --no-color --config .hadolint.yaml Dockerfile.multi ||
   die "hadolint Dockerfile.multi (findings above)"
 step "hadolint Dockerfile.multi ok"
