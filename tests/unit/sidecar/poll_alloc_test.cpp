@@ -4,8 +4,10 @@
 // polls of a keep-alive target with replicas followed (a lookup through sidecar::resolver each
 // poll, answered by a fake DNS server with two addresses, then both probed through
 // sidecar::poller), the rings, the alert states, the report formatting and the metrics text
-// must count zero after a short warm-up. The servers run on other threads. Not built with
-// sanitizers.
+// must count zero after a short warm-up. Failures are part of it: the target answers in a cycle
+// of healthy, 503, healthy:false and healthy (ALERT and RECOVERED lines every poll), and every
+// tenth lookup finds no address (ALERT reason=dns, the replicas leave and join again). The
+// servers run on other threads. Not built with sanitizers.
 #include <ares.h>
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -70,13 +72,20 @@ struct target {
     thread.join();
   }
 
+  static std::string answer(const char* status, const std::string& body) {
+    return std::string("HTTP/1.1 ") + status + "\r\nContent-Type: application/json\r\n" +
+           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+
   // Every connection at once (one per replica, kept alive), multiplexed with poll(2).
   void serve() {
-    const std::string body = "{\"healthy\":true,\"latency\":0.25}";
-    const std::string answer =
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-        "Content-Length: " +
-        std::to_string(body.size()) + "\r\n\r\n" + body;
+    const std::string answers[] = {
+        answer("200 OK", "{\"healthy\":true,\"latency\":0.25}"),
+        answer("503 Service Unavailable", "{\"healthy\":false,\"latency\":0.25}"),
+        answer("200 OK", "{\"healthy\":false,\"latency\":0.95}"),
+        answer("200 OK", "{\"healthy\":true,\"latency\":0.5}"),
+    };
+    size_t served = 0;
     std::vector<pollfd> fds{{listen_fd, POLLIN, 0}};
     std::vector<std::string> in{""};
     while (!stop) {
@@ -102,7 +111,8 @@ struct target {
         size_t end;
         while ((end = in[i].find("\r\n\r\n")) != std::string::npos) {
           in[i].erase(0, end + 4);
-          send(fds[i].fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+          const std::string& a = answers[served++ % 4];
+          send(fds[i].fd, a.data(), a.size(), MSG_NOSIGNAL);
         }
       }
     }
@@ -110,12 +120,14 @@ struct target {
   }
 };
 
-// A DNS server on its own thread: every A question gets 127.0.0.1 and 127.0.0.2, every other
-// question an empty answer (RFC 1035 message format, names copied from the question).
+// A DNS server on its own thread: A questions get 127.0.0.1 and 127.0.0.2 (every tenth none),
+// every other question an empty answer (RFC 1035 message format, names copied from the
+// question).
 struct fake_dns {
   int fd = -1;
   int port = 0;
   std::atomic<bool> stop{false};
+  std::atomic<int> a_questions{0};
   std::thread thread;
 
   fake_dns() {
@@ -150,15 +162,16 @@ struct fake_dns {
       if (p + 5 > static_cast<size_t>(n)) continue;
       size_t qend = p + 5;
       bool type_a = q[p + 1] == 0 && q[p + 2] == 1;
+      int addresses = type_a && ++a_questions % 10 != 0 ? 2 : 0;
       unsigned char r[600];
       memcpy(r, q, qend);
       r[2] = 0x84 | (q[2] & 0x01);  // response, authoritative, RD copied
       r[3] = 0x80;                  // RA, NOERROR
       r[6] = 0;
-      r[7] = type_a ? 2 : 0;  // answers
+      r[7] = static_cast<unsigned char>(addresses);  // answers
       r[8] = r[9] = r[10] = r[11] = 0;
       size_t len = qend;
-      for (int k = 0; type_a && k < 2; ++k) {
+      for (int k = 0; k < addresses; ++k) {
         const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0,   1, 0, 0,
                                     0,    5,    0, 4, 127, 0, 0, static_cast<unsigned char>(1 + k)};
         memcpy(r + len, rr, sizeof rr);
@@ -195,7 +208,7 @@ void on_poll_timer(uv_timer_t* t) {
   core::buf_writer w(st->metrics, sizeof st->metrics);
   size_t n = st->target->series(st->series);
   sidecar::write_probe_metrics(w, st->series, n, 60000);
-  if (w.overflow || n != 2) st->metrics_ok = false;
+  if (w.overflow || n > 2) st->metrics_ok = false;
   ++st->polls;
   if (st->polls == kWarmup) alloc_count::start(st->loop_thread);
   if (st->polls == kWarmup + kPolls) {
@@ -251,10 +264,9 @@ TEST(PollAllocation, NoAllocationPerPollInOurCode) {
   ares_library_cleanup();
   curl_global_cleanup();
   EXPECT_EQ(st->polls, kWarmup + kPolls);
-  EXPECT_EQ(target.replica_count(), 2u);
   EXPECT_TRUE(st->metrics_ok);
-  EXPECT_EQ(target.state(), sidecar::health_state::healthy);
-  EXPECT_EQ(target.dns_failures(), 0u);
+  // The failure paths did run: lookups failed (the replicas left and joined again).
+  EXPECT_GE(target.dns_failures(), static_cast<uint64_t>(kPolls / 10 - 2));
   EXPECT_EQ(st->counted, 0u) << "allocations on the loop thread outside libcurl and c-ares over "
                                 "1,000 polls";
 }
