@@ -1,13 +1,17 @@
 """Black-box tests of the sidecar's Prometheus endpoint (README: sidecar, SIDECAR_METRICS_LISTEN):
 the real binary against the fake target, scraped over HTTP, checked with promtool."""
 
+import os
+import signal
+import socket
 import subprocess
 import time
 
 import pytest
 
 from bbenv import TF
-from promtext import metrics_port, promtool_check, samples, scrape
+from bbproc import Sidecar
+from promtext import metrics_port, promtool_check, samples, scrape, scrape_text
 
 
 def wait_until(pred, timeout):
@@ -113,3 +117,25 @@ def test_stalled_scrape_does_not_hold_up_shutdown(start_sidecar, fake_target):
         assert took <= 1.0 * TF, "SIGTERM with a stalled scrape took %.2fs" % took
     finally:
         c.close()
+
+
+def test_default_listen_is_port_9100(fake_target):
+    """Without --metrics-listen or SIDECAR_METRICS_LISTEN the sidecar serves :9100 (all
+    addresses), as the README says and Prometheus' convention for exporters has it."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind(("0.0.0.0", 9100))
+    except OSError:
+        pytest.skip("port 9100 is in use on this machine")
+    finally:
+        probe.close()
+    fake_target.set_healthy()
+    env = {k: v for k, v in os.environ.items() if k != "SIDECAR_METRICS_LISTEN"}
+    s = Sidecar(["--target", fake_target.url, "--interval", "200ms", "--window", "1s"], env=env)
+    try:
+        s.wait_event("START")
+        listen = s.wait_event("LISTEN", timeout=1.0 * TF)
+        assert listen.rest == "addr=0.0.0.0:9100 path=/metrics", listen.raw
+        wait_until(lambda: "sidecar_probes_total" in scrape_text(9100), 2.0)
+    finally:
+        s.assert_clean_exit(signal.SIGTERM)
