@@ -78,7 +78,6 @@ uint64_t watched_target::now() const {
 }
 
 void watched_target::poll(uint64_t now_ms) {
-  poll_started_ms_ = now_ms;
   if (!expand_) {
     start_polls(0);
     return;
@@ -87,6 +86,7 @@ void watched_target::poll(uint64_t now_ms) {
     core::log_event("WARN", "poll skipped: previous lookup of %s still running", host_);
     return;
   }
+  poll_started_ms_ = now_ms;
   resolving_ = true;
   if (!resolver_->resolve(host_, on_resolved, this)) {
     resolving_ = false;
