@@ -7,8 +7,22 @@ import os
 from .common import OUT_DIR, rel
 
 COLORS = {"hello": "tab:blue", "nginx": "tab:green", "node": "tab:orange", "flask": "tab:red",
-          "gunicorn": "tab:purple", "via-hello -c16": "tab:blue", "via-nginx -c16": "tab:green",
-          "via-hello -c50": "tab:cyan", "via-nginx -c50": "tab:olive"}
+          "gunicorn": "tab:purple"}
+# The compose path, "via-hello -cN" / "via-nginx -cN": a colour per path and connection level.
+PATH_COLORS = {"via-hello": ["tab:blue", "tab:cyan", "navy"],
+               "via-nginx": ["tab:green", "tab:olive", "darkgreen"]}
+
+
+def color_of(name, names):
+    if name in COLORS:
+        return COLORS[name]
+    path, _, level = name.partition(" -c")
+    if path in PATH_COLORS and level.isdigit():
+        levels = sorted({int(n.partition(" -c")[2]) for n in names
+                         if n.partition(" -c")[2].isdigit()})
+        shades = PATH_COLORS[path]
+        return shades[levels.index(int(level)) % len(shades)]
+    return "gray"
 STYLES = ["-", "--", ":", "-."]
 
 
@@ -67,13 +81,14 @@ def _curve_axes(ax, series, ylabel, title):
         if tag not in tags:
             tags.append(tag)
     seen = set()
+    names = [name for name, _, _ in series]
     for name, tag, curve in series:
         pts = sorted((float(p), us) for p, us in curve.items() if float(p) < 100)
         xs = [-math.log10(1 - p / 100.0) for p, _ in pts]
         ys = [max(us, 1) / 1000.0 for _, us in pts]
         first = name not in seen
         seen.add(name)
-        ax.plot(xs, ys, STYLES[tags.index(tag) % len(STYLES)], color=COLORS.get(name, "gray"),
+        ax.plot(xs, ys, STYLES[tags.index(tag) % len(STYLES)], color=color_of(name, names),
                 label=name if first else None, linewidth=1.6 if first else 1.1)
     ax.set_yscale("log")
     ax.set_xticks(ticks)
