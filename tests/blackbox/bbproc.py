@@ -300,6 +300,15 @@ class Proc:
         self.assert_clean()
 
 
+def rss_kib(pid):
+    """VmRSS of a process, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
 def run_to_completion(argv, env=None, timeout=None):
     """Run a command that should exit by itself; return the Proc after exit."""
     p = Proc(argv, env=env)

@@ -12,17 +12,10 @@ import pytest
 
 from answers import assert_error_answer
 from bbenv import SANITIZED, TF, WAIT
+from bbproc import rss_kib
 from rawhttp import Conn, build
 
 KiB = 1024
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def fd_count(pid):

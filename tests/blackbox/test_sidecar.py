@@ -14,7 +14,7 @@ import time
 import pytest
 
 from bbenv import SANITIZED, TF, WAIT
-from bbproc import run_to_completion, sanitizer_report
+from bbproc import rss_kib, run_to_completion, sanitizer_report
 from fake_target import Action, health_body
 
 FAST = ("--interval", "200ms", "--window", "1s", "--timeout", "100ms")
@@ -517,14 +517,6 @@ def test_alert_on_connection_closed_mid_answer(start_sidecar, fake_target):
     assert alert.fields.get("reason") in ("body", "connect"), alert.raw
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
-
 @pytest.mark.parametrize("size", [16 * 1024 + 1, 10 * 1024 * 1024])
 def test_oversized_body_is_cut_at_16k(start_sidecar, fake_target, size):
     """A /health body over 16 KiB (one byte over, or 10 MB) is not read to the end: ALERT
@@ -538,9 +530,9 @@ def test_oversized_body_is_cut_at_16k(start_sidecar, fake_target, size):
     assert (first.fields["reason"], first.fields["detail"]) == \
         ("body", "body larger than 16384 bytes"), first.raw
     s.wait_event("ALERT", consecutive=3, timeout=1.0 + 1.0 * TF)
-    rss0 = vm_rss_kib(s.pid)
+    rss0 = rss_kib(s.pid)
     s.wait_event("ALERT", consecutive=10, timeout=2.0 + 1.0 * TF)
-    rss1 = vm_rss_kib(s.pid)
+    rss1 = rss_kib(s.pid)
     if not SANITIZED:  # ASan's quarantine keeps freed memory resident
         assert rss1 - rss0 < 256, "RSS grew %d KiB over 7 polls of a %d-byte body" % (
             rss1 - rss0, len(body))
