@@ -5,7 +5,9 @@ One run measures, each section against its peers on this machine (perf/lib/<sect
   1 direct     hello vs single-worker nginx, Node and the seed's Flask app (flask run, gunicorn):
                wrk keep-alive and pipelined, interleaved rounds, medians and ratios
   2 compose    wrk -> nginx with the project's proxy config -> hello, vs the same proxy in front
-               of an nginx upstream (target: >= 0.9x)
+               of an nginx upstream (target: >= 0.9x), on loopback
+  2b stack     the same through the compose stack itself: its published port and containers,
+               hello's vs an nginx container as the upstream (target: >= 0.9x; Docker only)
   3 scaling    RSS per idle keep-alive connection at 1k and 10k; req/s at -c 10, 100, 1000
   4 startstop  exec -> first answer; SIGTERM -> exit with 100 idle and 100 busy connections
   5 sidecar    RSS, CPU seconds per 1,000 polls, allocation calls per poll (LD_PRELOAD shim)
@@ -33,13 +35,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import compose_path, direct, images, report, scaling, sidecar_bench, startstop  # noqa: E402
+from lib import (compose_path, compose_stack, direct, images, report, scaling,  # noqa: E402
+                 sidecar_bench, startstop)
 from lib.common import (OUT_DIR, PERF_DIR, ROOT, TMP, build_info, env_duration, env_int,  # noqa: E402
                         env_list, find_tool, first_line, git_info, loadavg, log, machine_info,
                         rel, set_pinning)
 from lib.procs import REGISTRY  # noqa: E402
 
-SECTIONS = [("direct", direct), ("compose", compose_path), ("scaling", scaling),
+SECTIONS = [("direct", direct), ("compose", compose_path), ("stack", compose_stack),
+            ("scaling", scaling),
             ("startstop", startstop), ("sidecar", sidecar_bench), ("images", images)]
 
 
@@ -241,7 +245,7 @@ def write_markdown(path, data):
             continue
         if sec.get("error"):
             L += ["## %s" % name, "", "FAILED: %s" % sec["error"], ""]
-        elif sec.get("skipped") and name != "images":
+        elif sec.get("skipped") and name not in ("images", "stack"):
             L += ["## %s" % name, "", "Not measured: %s." % sec["skipped"], ""]
         else:
             L += mod.markdown(cfg, sec)
