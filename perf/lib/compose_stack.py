@@ -18,7 +18,7 @@ from .common import (PIN, ROOT, fmt_ms, fmt_pct, fmt_ratio, fmt_rps, log, md_tab
                      met, ratio, shell_line)
 from .http_check import verify
 from .images import unavailable_reason
-from .procs import free_port, proc_cpu_seconds, proc_status_kib
+from .procs import free_port, memory_of, proc_cpu_seconds
 from .wrk import run_wrk
 
 TARGET = 0.9
@@ -96,13 +96,7 @@ class Stack:
         return sum(proc_cpu_seconds(p) for p in self._pids)
 
     def memory(self):
-        procs = []
-        for p in self._pids:
-            rss, hwm = proc_status_kib(p, "VmRSS"), proc_status_kib(p, "VmHWM")
-            if rss is not None:
-                procs.append({"pid": p, "rss_kib": rss, "hwm_kib": hwm})
-        return {"rss_kib": sum(p["rss_kib"] for p in procs),
-                "hwm_kib": sum(p["hwm_kib"] or 0 for p in procs), "procs": procs}
+        return memory_of(self._pids)
 
 
 def run(cfg, tmp):

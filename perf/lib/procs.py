@@ -83,6 +83,17 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def memory_of(pids):
+    """{'rss_kib': total VmRSS of these processes, 'hwm_kib': sum of VmHWM, 'procs': [...]}"""
+    procs = []
+    for p in pids:
+        rss, hwm = proc_status_kib(p, "VmRSS"), proc_status_kib(p, "VmHWM")
+        if rss is not None:
+            procs.append({"pid": p, "rss_kib": rss, "hwm_kib": hwm})
+    return {"rss_kib": sum(p["rss_kib"] for p in procs),
+            "hwm_kib": sum(p["hwm_kib"] or 0 for p in procs), "procs": procs}
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -173,13 +184,7 @@ class Server:
 
     def memory(self):
         """{'rss_kib': total VmRSS of the process tree, 'hwm_kib': sum of VmHWM, 'procs': [...]}"""
-        procs = []
-        for p in self.pids():
-            rss, hwm = proc_status_kib(p, "VmRSS"), proc_status_kib(p, "VmHWM")
-            if rss is not None:
-                procs.append({"pid": p, "rss_kib": rss, "hwm_kib": hwm})
-        return {"rss_kib": sum(p["rss_kib"] for p in procs),
-                "hwm_kib": sum(p["hwm_kib"] or 0 for p in procs), "procs": procs}
+        return memory_of(self.pids())
 
     def cpu_seconds(self):
         return sum(proc_cpu_seconds(p) for p in self.pids())
