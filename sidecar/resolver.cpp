@@ -161,6 +161,9 @@ resolver::~resolver() {
   close();
 }
 
+// The lookup's time is shared by the servers: c-ares gives each server one try of
+// `per_try_ms`, one after the other, so with a dead first server the next one still gets its
+// turn before the lookup's deadline.
 bool resolver::init(const char* servers, uint64_t timeout_ms, const char** error) {
   uv_timer_init(loop_, &timer_);
   timer_.data = this;
@@ -168,11 +171,28 @@ bool resolver::init(const char* servers, uint64_t timeout_ms, const char** error
   deadline_.data = this;
   timer_open_ = true;
   timeout_ms_ = timeout_ms < 1 ? 1 : timeout_ms;
+  if (!open_channel(servers, timeout_ms_, error)) return false;
+  size_t count = 0;
+  ares_addr_port_node* list = nullptr;
+  if (ares_get_servers_ports(channel_, &list) == ARES_SUCCESS) {
+    for (ares_addr_port_node* n = list; n != nullptr; n = n->next) ++count;
+    ares_free_data(list);
+  }
+  if (count > 1) {
+    // No c-ares call changes the timeout of an open channel; nothing is in flight yet.
+    ares_destroy(channel_);
+    channel_ = nullptr;
+    uint64_t per_try = timeout_ms_ / count;
+    if (!open_channel(servers, per_try < 1 ? 1 : per_try, error)) return false;
+  }
+  return true;
+}
+
+bool resolver::open_channel(const char* servers, uint64_t per_try_ms, const char** error) {
   ares_options opts{};
   opts.sock_state_cb = internals::on_sock_state;
   opts.sock_state_cb_data = this;
-  // One try per server within the poll's timeout (c-ares doubles it on retries).
-  opts.timeout = static_cast<int>(timeout_ms < 1 ? 1 : timeout_ms);
+  opts.timeout = static_cast<int>(per_try_ms);
   opts.tries = 1;
   int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
   char dns_only[] = "b";

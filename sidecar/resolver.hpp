@@ -64,6 +64,8 @@ class resolver {
   };
   static constexpr size_t max_queries = 8;
 
+  bool open_channel(const char* servers, uint64_t per_try_ms, const char** error);
+
   uv_loop_t* loop_;
   ares_channel channel_ = nullptr;
   uv_timer_t timer_{};

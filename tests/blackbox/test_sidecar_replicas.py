@@ -696,6 +696,31 @@ def test_lookup_ends_at_the_timeout_whatever_the_servers(start_sidecar, replica_
         d2.stop()
 
 
+def test_dead_first_dns_server_leaves_time_for_the_next(start_sidecar, replica_targets):
+    """--dns-server DEAD,GOOD: each server gets an equal share of the 300 ms timeout in turn,
+    so the dead one costs 150 ms and the good one answers: the replica is found and healthy,
+    every poll."""
+    (t,) = replica_targets(["127.0.0.2"])
+    url = name_url(t.port)
+    dead, good = FakeDNS().start(), FakeDNS().start()
+    try:
+        for d in (dead, good):
+            d.set_answers(NAME, [t.ip])
+        dead.set_drop(True)
+        s = start_sidecar("--target", url, "--interval", "500ms", "--window", "2s",
+                          "--timeout", "300ms", "--dns-server",
+                          "%s,%s" % (dead.server, good.server))
+        s.wait_event("REPLICA", replica=t.replica, change="joined", timeout=1.0 * TF)
+        t.wait_requests(3, 1.5 + 1.0 * TF)
+        assert dead.query_count(NAME) >= 1 and good.query_count(NAME) >= 3
+        total = parse_report(wait_total(s, url, timeout=2.0 + 2.0 * TF))
+        assert total["state"] == "healthy", s.dump()
+        assert not s.events("ALERT"), s.dump()
+    finally:
+        dead.stop()
+        good.stop()
+
+
 def test_trickling_replica_does_not_hold_up_the_others(start_sidecar, dns, replica_targets):
     """One replica trickles its answer a byte every 20 ms: it times out (reason=timeout) while
     the other is polled on schedule and /metrics answers at once."""
