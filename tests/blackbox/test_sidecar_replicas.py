@@ -201,6 +201,15 @@ def dns():
 
 
 @pytest.fixture
+def dns_pair():
+    """Two fake DNS servers, for --dns-server A,B."""
+    pair = (FakeDNS().start(), FakeDNS().start())
+    yield pair
+    for d in pair:
+        d.stop()
+
+
+@pytest.fixture
 def replica_targets():
     """replica_targets([ip, ...]) -> [AddrTarget] all on one port, started, healthy(0.1)."""
     made = []
@@ -670,55 +679,46 @@ def test_slow_lookup_leaves_the_get_what_is_left(start_sidecar, dns, replica_tar
     s.wait_event("RECOVERED", start=k, timeout=1.0 * TF)
 
 
-def test_lookup_ends_at_the_timeout_whatever_the_servers(start_sidecar, replica_targets):
-    """Two DNS servers that never answer: c-ares would give each the whole timeout, one
-    after the other; the lookup still ends at the poll's timeout (ALERT reason=dns), so polls
-    never overlap and none is skipped."""
+def test_lookup_ends_at_the_timeout_whatever_the_servers(start_sidecar, replica_targets,
+                                                          dns_pair):
+    """Two DNS servers that never answer: the lookup ends at the poll's timeout (ALERT
+    reason=dns), not later, so polls never overlap and none is skipped."""
     (t,) = replica_targets(["127.0.0.2"])
     url = name_url(t.port)
-    d1, d2 = FakeDNS().start(), FakeDNS().start()
-    try:
-        for d in (d1, d2):
-            d.set_answers(NAME, [t.ip])
-            d.set_drop(True)
-        s = start_sidecar("--target", url, "--interval", "400ms", "--window", "2s",
-                          "--timeout", "250ms", "--dns-server", "%s,%s" % (d1.server, d2.server))
-        t0 = s.events("START")[0].t
-        first = s.wait_event("ALERT", timeout=1.0 * TF)
-        check_alert_line(first, url, "%s:%d" % (NAME, t.port), "dns")
-        assert first.t - t0 == pytest.approx(0.25, abs=0.08 * TF), \
-            "dns ALERT %.3fs after START" % (first.t - t0)
-        s.wait_event("ALERT", consecutive=4, timeout=1.5 + 1.0 * TF)
-        assert not s.events("WARN"), s.dump()
-        assert t.request_count() == 0
-    finally:
-        d1.stop()
-        d2.stop()
+    for d in dns_pair:
+        d.set_answers(NAME, [t.ip])
+        d.set_drop(True)
+    s = start_sidecar("--target", url, "--interval", "400ms", "--window", "2s",
+                      "--timeout", "250ms", "--dns-server", ",".join(d.server for d in dns_pair))
+    t0 = s.events("START")[0].t
+    first = s.wait_event("ALERT", timeout=1.0 * TF)
+    check_alert_line(first, url, "%s:%d" % (NAME, t.port), "dns")
+    assert first.t - t0 == pytest.approx(0.25, abs=0.08 * TF), \
+        "dns ALERT %.3fs after START" % (first.t - t0)
+    s.wait_event("ALERT", consecutive=4, timeout=1.5 + 1.0 * TF)
+    assert not s.events("WARN"), s.dump()
+    assert t.request_count() == 0
 
 
-def test_dead_first_dns_server_leaves_time_for_the_next(start_sidecar, replica_targets):
+def test_dead_first_dns_server_leaves_time_for_the_next(start_sidecar, replica_targets,
+                                                        dns_pair):
     """--dns-server DEAD,GOOD: each server gets an equal share of the 300 ms timeout in turn,
     so the dead one costs 150 ms and the good one answers: the replica is found and healthy,
     every poll."""
     (t,) = replica_targets(["127.0.0.2"])
     url = name_url(t.port)
-    dead, good = FakeDNS().start(), FakeDNS().start()
-    try:
-        for d in (dead, good):
-            d.set_answers(NAME, [t.ip])
-        dead.set_drop(True)
-        s = start_sidecar("--target", url, "--interval", "500ms", "--window", "2s",
-                          "--timeout", "300ms", "--dns-server",
-                          "%s,%s" % (dead.server, good.server))
-        s.wait_event("REPLICA", replica=t.replica, change="joined", timeout=1.0 * TF)
-        t.wait_requests(3, 1.5 + 1.0 * TF)
-        assert dead.query_count(NAME) >= 1 and good.query_count(NAME) >= 3
-        total = parse_report(wait_total(s, url, timeout=2.0 + 2.0 * TF))
-        assert total["state"] == "healthy", s.dump()
-        assert not s.events("ALERT"), s.dump()
-    finally:
-        dead.stop()
-        good.stop()
+    dead, good = dns_pair
+    for d in dns_pair:
+        d.set_answers(NAME, [t.ip])
+    dead.set_drop(True)
+    s = start_sidecar("--target", url, "--interval", "500ms", "--window", "2s",
+                      "--timeout", "300ms", "--dns-server", "%s,%s" % (dead.server, good.server))
+    s.wait_event("REPLICA", replica=t.replica, change="joined", timeout=1.0 * TF)
+    t.wait_requests(3, 1.5 + 1.0 * TF)
+    assert dead.query_count(NAME) >= 1 and good.query_count(NAME) >= 3
+    total = parse_report(wait_total(s, url, timeout=2.0 + 2.0 * TF))
+    assert total["state"] == "healthy", s.dump()
+    assert not s.events("ALERT"), s.dump()
 
 
 def test_trickling_replica_does_not_hold_up_the_others(start_sidecar, dns, replica_targets):
