@@ -5,21 +5,22 @@
 #include <cstddef>
 #include <string_view>
 
+#include "form.hpp"
 #include "response.hpp"
+#include "utf8.hpp"
 
 namespace hello {
 
 // Longest name (after percent-decoding) that /<name> greets; longer names get 414.
 inline constexpr size_t max_name_bytes = 1024;
 
-enum class decode_result { ok, bad_escape, too_long };
+using core::decode_result;
 
 // Decodes %XX escapes ('+' stays '+': it means space only in query strings). Writes at most
 // `cap` bytes to out and sets *out_len.
 decode_result percent_decode(std::string_view in, char* out, size_t cap, size_t* out_len);
 
-// Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF.
-bool valid_utf8(std::string_view s);
+using core::valid_utf8;
 
 // Python's str.capitalize() restricted to ASCII: first byte upper-cased, the rest lower-cased;
 // non-ASCII bytes are left as they are.

@@ -20,20 +20,6 @@ const char* route_name(route r) {
   }
 }
 
-route route_of(std::string_view target) {
-  size_t end = target.find_first_of("?#");
-  std::string_view path = target.substr(0, end);
-  if (path == "/") return route::root;
-  if (path == "/health") return route::health;
-  if (path == "/status") return route::status;
-  if (path == "/metrics") return route::metrics;
-  if (path == "/poison" || path == "/antidote" || path == "/die") return route::chaos;
-  if (path.size() > 1 && path[0] == '/' && path.find('/', 1) == std::string_view::npos) {
-    return route::name;
-  }
-  return route::other;
-}
-
 namespace {
 
 // utime + stime (clock ticks) and RSS pages from /proc/self; false if unreadable.
@@ -93,6 +79,9 @@ void write_metrics(core::buf_writer& w, const scrape_inputs& in) {
   p.sample_int("hello_http_connections_open", {}, in.open_connections);
   p.family("hello_http_requests_in_flight", "gauge", "Requests begun and not yet answered.");
   p.sample_int("hello_http_requests_in_flight", {}, in.in_flight);
+  p.family("hello_http_pending_answers", "gauge",
+           "Requests handled whose answer is deferred and not given yet.");
+  p.sample_int("hello_http_pending_answers", {}, in.pending_answers);
   p.family("hello_poisoned", "gauge", "1 while /poison has made this instance unhealthy.");
   p.sample_int("hello_poisoned", {}, in.poisoned ? 1 : 0);
   p.family("hello_draining", "gauge", "1 while the instance is stopping.");

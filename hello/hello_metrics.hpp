@@ -13,8 +13,6 @@ namespace hello {
 
 enum class route : uint8_t { root, name, health, status, chaos, metrics, other, count };
 const char* route_name(route r);
-// The route a request-target falls under, for metrics (no decoding: "/%62az" is still a name).
-route route_of(std::string_view target);
 
 inline constexpr double duration_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001,
                                               0.0025,  0.005,  0.01,    0.025,  0.1};
@@ -40,6 +38,7 @@ struct scrape_inputs {
   const hello_metrics* metrics;
   size_t open_connections;
   size_t in_flight;
+  size_t pending_answers;
   bool poisoned;
   bool draining;
   const char* version;

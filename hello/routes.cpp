@@ -63,6 +63,7 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
     health_model& h;
     ~record_on_exit() { h.record_request(); }
   } record{a.health};
+  reply.route = static_cast<uint8_t>(route::other);
 
   if (raw.empty()) return error(reply, 400, "bad request-target");
   char decoded[max_name_bytes + 1];
@@ -96,7 +97,17 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
   } else if (path.find('/', 1) == std::string_view::npos) {
     k = kind::name;
   }
-  if (k == kind::none) return error(reply, 404, "not found");
+  switch (k) {
+    case kind::root: reply.route = static_cast<uint8_t>(route::root); break;
+    case kind::health: reply.route = static_cast<uint8_t>(route::health); break;
+    case kind::status: reply.route = static_cast<uint8_t>(route::status); break;
+    case kind::metrics: reply.route = static_cast<uint8_t>(route::metrics); break;
+    case kind::name: reply.route = static_cast<uint8_t>(route::name); break;
+    case kind::poison:
+    case kind::antidote:
+    case kind::die: reply.route = static_cast<uint8_t>(route::chaos); break;
+    case kind::none: return error(reply, 404, "not found");
+  }
   if (path.size() - 1 > max_name_bytes) return error(reply, 414, "name too long");
   bool chaos_route = k == kind::poison || k == kind::antidote || k == kind::die;
   // The chaos routes change state, so HEAD (which must not) is not among their methods.
@@ -124,6 +135,7 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
       scrape_inputs in{&a.metrics,
                        a.server != nullptr ? a.server->connection_count() : 0,
                        a.server != nullptr ? a.server->requests_in_flight() : 0,
+                       a.server != nullptr ? a.server->pending_answers() : 0,
                        a.poisoned,
                        a.draining,
                        STACK_VERSION,
@@ -184,10 +196,13 @@ void write_status(const app& a, bool html, core::http_reply& reply) {
       "<a href=\"/die\">/die</a> (when chaos endpoints are on).</p>\n</body></html>\n");
 }
 
-void observe_request(void* ctx, std::string_view target, int status, uint64_t start_ns) {
+void observe_request(void* ctx, const core::http_observation& o) {
   auto& a = *static_cast<app*>(ctx);
   ++a.requests;
-  a.metrics.observe(route_of(target), status, static_cast<double>(uv_hrtime() - start_ns) / 1e9);
+  // The handler tagged the route it served; the server's own rejections are "other".
+  route r =
+      o.route < static_cast<uint8_t>(route::count) ? static_cast<route>(o.route) : route::other;
+  a.metrics.observe(r, o.status, static_cast<double>(uv_hrtime() - o.start_ns) / 1e9);
 }
 
 }  // namespace hello

@@ -26,7 +26,7 @@ struct app {
 };
 
 // The server's observer hook (ctx is an app*): counts every answered request for /metrics.
-void observe_request(void* ctx, std::string_view target, int status, uint64_t start_ns);
+void observe_request(void* ctx, const core::http_observation& o);
 
 // The http_handler for core::http_server (ctx is an app*).
 void handle_request(void* ctx, const core::http_request& request, core::http_reply& reply);

@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libc-ares-dev node-llhttp
+  rapidjson-dev
   libgtest-dev libgmock-dev clang clang-format libclang-rt-14-dev
   # tests
   python3 python3-pytest python3-requests python3-venv curl ca-certificates prometheus

@@ -249,7 +249,9 @@ TEST(HttpServer, LargeBodiesGoOutWholeAndInOrderWhenTheSocketPushesBack) {
 }
 
 TEST(HttpServer, BodyOverTheScratchIsA500) {
-  server_fixture f;  // default: 8 KiB of body scratch
+  http_server_config cfg;
+  cfg.max_response_body = 64 * 1024;  // /big is 300 KiB
+  server_fixture f(cfg);
   std::string got;
   EXPECT_EQ(f.run_with([&](int port) {
     int fd = connect_to(port);
