@@ -126,10 +126,16 @@ void I::observe(http_server& s, std::string_view target, int status, uint8_t rou
 // on the connection can be trusted. Behind answers still pending it waits its turn.
 void I::reply_error(http_conn* c, int status, const char* reason) {
   http_server& s = srv(c);
-  char body[128];
+  // {"error":"<reason phrase>","detail":"<what exactly>"}: the phrase for programs, the detail
+  // for the person reading it.
+  char body[256];
   buf_writer w(body, sizeof body);
   w.put("{\"error\":\"");
   json_escape(w, http_reason(status));
+  if (reason != nullptr && *reason != '\0') {
+    w.put("\",\"detail\":\"");
+    json_escape(w, reason);
+  }
   w.put("\"}");
   if (c->queue_head != nullptr) {
     http_exchange* x = new_exchange(s, c);

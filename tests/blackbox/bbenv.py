@@ -16,6 +16,7 @@ def _build_dir():
 BUILD_DIR = _build_dir()
 HELLO_BIN = os.path.join(BUILD_DIR, "hello", "hello")
 SIDECAR_BIN = os.path.join(BUILD_DIR, "sidecar", "sidecar")
+LATER_BIN = os.path.join(BUILD_DIR, "tests", "tools", "later_server")
 
 
 def _sanitized():

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from bbenv import HELLO_BIN, SIDECAR_BIN, WAIT
+from bbenv import HELLO_BIN, LATER_BIN, SIDECAR_BIN, WAIT
 
 # One ISO-8601 UTC timestamp with milliseconds, service, EVENT, then fields.
 LOG_LINE_RE = re.compile(
@@ -317,9 +317,11 @@ def run_to_completion(argv, env=None, timeout=None):
 
 
 
-class Hello(Proc):
-    def __init__(self, args=(), env=None):
-        super().__init__([HELLO_BIN] + list(args), env=env, name="hello")
+class Listener(Proc):
+    """A server that prints "LISTEN addr=HOST:PORT" once it accepts connections."""
+
+    def __init__(self, argv, env=None, name=None):
+        super().__init__(argv, env=env, name=name)
         self.port = None
         self.addr = None
 
@@ -332,6 +334,19 @@ class Hello(Proc):
         self.host = host
         self.port = int(port)
         return self
+
+
+class Hello(Listener):
+    def __init__(self, args=(), env=None):
+        super().__init__([HELLO_BIN] + list(args), env=env, name="hello")
+
+
+class LaterServer(Listener):
+    """tests/tools/later_server: a core::http_server whose handler answers on uv timers."""
+
+    def __init__(self, args=(), env=None):
+        super().__init__([LATER_BIN, "--listen", "127.0.0.1:0"] + list(args), env=env,
+                         name="later")
 
 
 def sidecar_log_format(args, env):

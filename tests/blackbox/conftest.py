@@ -27,8 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from bbenv import BUILD_DIR, HELLO_BIN, SIDECAR_BIN, TF, WAIT  # noqa: E402
-from bbproc import _ALL_PROCS, Hello, Sidecar  # noqa: E402
+from bbenv import BUILD_DIR, HELLO_BIN, LATER_BIN, SIDECAR_BIN, TF, WAIT  # noqa: E402
+from bbproc import _ALL_PROCS, Hello, LaterServer, Sidecar  # noqa: E402
 
 
 def _require(path):
@@ -68,7 +68,11 @@ def start_hello(hello_bin):
         return h
 
     yield start
+    _stop_all(procs)
 
+
+def _stop_all(procs):
+    """Teardown: every server still running must stop on SIGTERM with a clean exit."""
     errors = []
     for h in procs:
         try:
@@ -89,6 +93,23 @@ def start_hello(hello_bin):
 def hello(start_hello):
     """A hello on 127.0.0.1:<random port> with default settings."""
     return start_hello()
+
+
+# ---------------------------------------------------------------- later_server
+
+@pytest.fixture
+def start_later():
+    """start_later(*flags) -> running LaterServer (core's deferred answers, bodies)."""
+    _require(LATER_BIN)
+    procs = []
+
+    def start(*flags, env=None):
+        p = LaterServer(list(flags), env=env)
+        procs.append(p)
+        return p.wait_listening()
+
+    yield start
+    _stop_all(procs)
 
 
 # ---------------------------------------------------------------- sidecar

@@ -226,6 +226,36 @@ def test_slowloris_configured_header_timeout_1s(start_hello):
     h.wait_event("ACCESS", start=n0, status="408")
 
 
+@pytest.mark.time_limit(40)
+def test_lingering_close_is_bounded_for_a_client_that_keeps_trickling(start_hello):
+    """After its 408 a slowloris client keeps sending a byte every 0.3 s (for up to a minute);
+    every byte used to push the linger deadline back, so it held the socket for as long as it
+    trickled. The whole linger is now bounded (--linger-max, default 5 s), like nginx's
+    lingering_time."""
+    h = start_hello("--header-timeout", "1s")
+    with Conn(h.port) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _trickle_until_answer(c, SLOW_REQUEST, 0.1, time.monotonic() + 1 + 3.0 * TF)
+        assert c.buf.startswith(b"HTTP/1.1 408 "), c.buf
+        t_answer = time.monotonic()
+        t_closed = None
+        c.sock.setblocking(False)
+        while time.monotonic() - t_answer < 60:
+            try:
+                c.sock.send(b"x")
+                time.sleep(0.3)
+                c.sock.recv(65536)  # b"" after our FIN; an error once the server closed
+            except BlockingIOError:
+                pass
+            except OSError:  # ECONNRESET / EPIPE: the server closed the socket
+                t_closed = time.monotonic()
+                break
+    assert t_closed is not None, "still open after trickling for 60 s"
+    held = t_closed - t_answer
+    print("trickling client held the socket %.2fs after its 408" % held)
+    assert held <= 5.0 + 1.0 * TF, "lingering close took %.2fs, want at most ~5s" % held
+
+
 def test_header_timeout_covers_a_stalled_body(start_hello):
     h = start_hello("--header-timeout", "1s")
     with Conn(h.port) as c:
