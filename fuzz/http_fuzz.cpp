@@ -88,8 +88,7 @@ void check_output(std::string_view in, const std::string& out) {
     // they must close the connection, so nothing may follow them.
     std::string rejection = std::string("{\"error\":\"") + core::http_reason(status) + "\"";
     if (status >= 400 &&
-        std::string_view(out.data() + pos - body_len, body_len).starts_with(rejection) &&
-        !closes) {
+        std::string_view(out.data() + pos - body_len, body_len).starts_with(rejection) && !closes) {
       fail("a rejection that does not close the connection", out);
     }
     if (closes) closed = true;

@@ -89,7 +89,9 @@ uint64_t number_param(std::string_view target, std::string_view name) {
   return n;
 }
 
-void on_timer_closed(uv_handle_t* h) { delete static_cast<later*>(h->data); }
+void on_timer_closed(uv_handle_t* h) {
+  delete static_cast<later*>(h->data);
+}
 
 void on_cancel(void* ctx) {
   auto* l = static_cast<later*>(ctx);
@@ -214,8 +216,8 @@ void on_stop(void* ctx, int signum) {
 
 int main(int argc, char** argv) {
   core::log_init("later");
-  core::cli_parse({"later_server", STACK_VERSION, "a test service that answers later"}, argc,
-                  argv, g_options, opt_count);
+  core::cli_parse({"later_server", STACK_VERSION, "a test service that answers later"}, argc, argv,
+                  g_options, opt_count);
   char host[64];
   int port = 0;
   if (const char* e =
@@ -231,8 +233,7 @@ int main(int argc, char** argv) {
   cfg.max_pipelined =
       static_cast<uint32_t>(core::option_uint(g_options[opt_max_pipelined], 1, 1024));
   app a;
-  a.body_limit =
-      static_cast<uint32_t>(core::option_size(g_options[opt_body_limit], 1, 64u << 20));
+  a.body_limit = static_cast<uint32_t>(core::option_size(g_options[opt_body_limit], 1, 64u << 20));
   cfg.body_policy = policy;
   core::event_loop loop;
   a.loop = loop.uv();

@@ -121,3 +121,116 @@ TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
   EXPECT_TRUE(ok.load()) << "a request failed";
   EXPECT_EQ(during, 0u) << "heap allocations on the loop thread across 10,000 requests";
 }
+
+namespace {
+
+// A JSON API in miniature: POST bodies parsed by core, every answer deferred and given from a
+// timer in reverse order (so the queue reorders), as the visits and accounts services work.
+struct deferred_app {
+  core::http_deferred pending[64];
+  size_t count = 0;
+  uv_timer_t timer{};
+  uint64_t answered = 0;
+};
+
+core::body_policy json_policy(void*, llhttp_method_t method, std::string_view) {
+  return method == HTTP_POST ? core::body_policy{4096, true, false} : core::body_policy{};
+}
+
+void deferred_handler(void* ctx, const core::http_request& req, core::http_reply& reply) {
+  auto& a = *static_cast<deferred_app*>(ctx);
+  if (req.json == nullptr || a.count == 64) {
+    reply.status = 400;
+    return;
+  }
+  auto name = req.json->root()["name"].string();
+  if (!name || name->empty()) {
+    reply.status = 422;
+    return;
+  }
+  a.pending[a.count++] = reply.defer();
+}
+
+void answer_all(uv_timer_t* t) {
+  auto& a = *static_cast<deferred_app*>(t->data);
+  char body[64];
+  while (a.count > 0) {
+    core::buf_writer w(body, sizeof body);
+    w.put("{\"n\":");
+    w.put_uint(++a.answered);
+    w.put("}");
+    a.pending[--a.count].answer(200, "application/json", w.view());
+  }
+}
+
+}  // namespace
+
+TEST(Allocation, NoHeapAllocationPerDeferredJsonRequestInSteadyState) {
+  fflush(stdout);
+  int saved_stdout = dup(1);
+  FILE* devnull = freopen("/dev/null", "w", stdout);
+  ASSERT_NE(devnull, nullptr);
+  core::log_init("later");
+
+  core::event_loop loop;
+  deferred_app app;
+  uv_timer_init(loop.uv(), &app.timer);
+  app.timer.data = &app;
+  uv_timer_start(&app.timer, answer_all, 1, 1);
+  core::http_server_config cfg;
+  cfg.body_policy = json_policy;
+  core::http_server server(loop.uv(), cfg, deferred_handler, &app);
+  ASSERT_EQ(server.listen("127.0.0.1", 0), 0);
+  std::string bound = server.bound_address();
+  int port = std::stoi(bound.substr(bound.rfind(':') + 1));
+  pthread_t loop_thread = pthread_self();
+
+  struct stopper {
+    core::http_server* server;
+    uv_timer_t* timer;
+  } st{&server, &app.timer};
+  uv_async_t stop{};
+  uv_async_init(loop.uv(), &stop, [](uv_async_t* a) {
+    auto* s = static_cast<stopper*>(a->data);
+    s->server->drain(nullptr, nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(s->timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(a), nullptr);
+  });
+  stop.data = &st;
+
+  std::atomic<bool> ok{true};
+  uint64_t during = 0;
+  std::thread client([&] {
+    int fd = connect_to(port);
+    std::string buf;
+    auto batch = [&](int i) {
+      std::string req;
+      for (int k = 0; k < 8; ++k) {
+        std::string body = "{\"name\":\"caf\\u00e9 " + std::to_string(i * 8 + k) +
+                           "\",\"tags\":[1,2.5,true,null,{\"x\":\"y\"}]}";
+        req +=
+            "POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body;
+      }
+      if (!exchange(fd, req, 8, buf, false)) ok = false;
+      if (buf.find("HTTP/1.1 200 ") != 0) ok = false;
+    };
+    for (int i = 0; i < 100; ++i) batch(i);  // warm-up: exchange records, pool blocks
+    alloc_count::start(loop_thread);
+    for (int i = 0; i < 250; ++i) batch(i);  // 2,000 requests
+    during = alloc_count::stop();
+    close(fd);
+    uv_async_send(&stop);
+  });
+  EXPECT_EQ(loop.run(), 0);
+  client.join();
+
+  fflush(stdout);
+  dup2(saved_stdout, 1);
+  close(saved_stdout);
+  EXPECT_TRUE(ok.load()) << "a request failed";
+  EXPECT_GT(app.answered, 2000u);
+  EXPECT_EQ(during, 0u)
+      << "heap allocations on the loop thread across 2,000 deferred JSON requests";
+}
