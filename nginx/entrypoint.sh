@@ -10,8 +10,9 @@
 # redirects name NGINX_HTTPS_PORT (the port clients reach HTTPS on, default 443). Without them,
 # port 80 alone, as before.
 #
-# Runs on the image's static busybox (sh, id, chown, awk, sort, tr, sed, mv, sleep), util-linux's
-# setpriv and glibc's getent: a command added here needs its applet linked in Dockerfile.multi.
+# Runs on the image's static busybox (sh, id, chown, awk, sort, tr, sed, mv, sleep, cat),
+# util-linux's setpriv and glibc's getent: a command added here needs its applet linked in
+# Dockerfile.multi (and named in tests/e2e/test_nginx_image.py).
 set -eu
 
 # The image runs as 65532. Where a platform cannot give that user its writable mounts (a Swarm

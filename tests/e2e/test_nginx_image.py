@@ -33,7 +33,7 @@ NGINX_SIZE_LIMIT = 20 * MB  # issue 17; the official nginx:alpine is larger (REA
 
 # Every command nginx/entrypoint.sh runs, and where it must come from in the image: busybox
 # applets (linked in /bin), and the two dynamically linked programs busybox cannot replace.
-ENTRYPOINT_APPLETS = ("sh", "id", "chown", "awk", "sort", "tr", "sed", "mv", "sleep")
+ENTRYPOINT_APPLETS = ("sh", "id", "chown", "awk", "sort", "tr", "sed", "mv", "sleep", "cat")
 # Each program with arguments that make it run and exit 0 (so its libraries load).
 ENTRYPOINT_PROGRAMS = {"/usr/bin/setpriv": ["--version"],
                        "/usr/bin/getent": ["hosts", "localhost"],  # NSS files, /etc/hosts
