@@ -3,6 +3,16 @@
 # of the upstream, start nginx in the foreground, and follow replicas as they come and go
 # (re-resolve every NGINX_RESOLVE_INTERVAL seconds; on a change, re-render and reload
 # gracefully). nginx is exec'd last, so it is PID 1 and gets the stop signal itself.
+#
+# TLS: when a certificate and its key are mounted (NGINX_TLS_CERT, NGINX_TLS_KEY; by default
+# the Docker secrets tls_cert and tls_key), nginx also serves HTTPS on 443 with HTTP/2, and port
+# 80 redirects to it all but the assignment's plain routes (edge-tls.conf.template); the
+# redirects name NGINX_HTTPS_PORT (the port clients reach HTTPS on, default 443). Without them,
+# port 80 alone, as before.
+#
+# Runs on the image's static busybox (sh, id, chown, awk, sort, tr, sed, mv, sleep, cat),
+# util-linux's setpriv and glibc's getent: a command added here needs its applet linked in
+# Dockerfile.multi (and named in tests/e2e/test_nginx_image.py).
 set -eu
 
 # The image runs as 65532. Where a platform cannot give that user its writable mounts (a Swarm
@@ -12,15 +22,21 @@ set -eu
 if [ "$(id -u)" = 0 ]; then
   # nginx logs by opening /dev/stdout and /dev/stderr again: the pipes Docker made for root.
   chown 65532:65532 /etc/nginx/conf.d /run /var/lib/nginx /proc/self/fd/1 /proc/self/fd/2
-  exec setpriv --reuid=65532 --regid=65532 --clear-groups -- "$0" "$@"
+  # By its full path: the image's busybox sh runs its own setpriv applet (which has no --reuid)
+  # for a bare name, whatever PATH says.
+  exec /usr/bin/setpriv --reuid=65532 --regid=65532 --clear-groups -- "$0" "$@"
 fi
 
 upstream_host=${NGINX_UPSTREAM_HOST:-hello}
 upstream_port=${NGINX_UPSTREAM_PORT:-8080}
 strategy=${NGINX_LB_STRATEGY:-round_robin}
 interval=${NGINX_RESOLVE_INTERVAL:-2}
+tls_cert=${NGINX_TLS_CERT:-/run/secrets/tls_cert}
+tls_key=${NGINX_TLS_KEY:-/run/secrets/tls_key}
+https_port=${NGINX_HTTPS_PORT:-443}
 template=/etc/nginx/templates/default.conf.template
 conf=/etc/nginx/conf.d/default.conf
+edge=/etc/nginx/conf.d/edge.servers  # the public server blocks, included by $conf
 retry_upstreams=/etc/nginx/conf.d/hello-retry-upstreams.conf  # http level (*.conf)
 retry_locations=/etc/nginx/conf.d/hello-retry.locations        # included by the server
 
@@ -39,6 +55,52 @@ case "$interval" in
     exit 2
     ;;
 esac
+
+case "$https_port" in
+  '' | *[!0-9]* | 0*)
+    echo "nginx-entrypoint: error: NGINX_HTTPS_PORT '$https_port': expected a port number 1-65535" >&2
+    exit 2
+    ;;
+esac
+if [ "$https_port" -gt 65535 ]; then
+  echo "nginx-entrypoint: error: NGINX_HTTPS_PORT '$https_port': expected a port number 1-65535" >&2
+  exit 2
+fi
+
+# The public servers: plain when neither file exists; TLS when both do and are readable (as
+# 65532: nginx reads them after the switch of user); an error for anything in between, so a
+# half-mounted secret never silently serves plain HTTP only.
+render_edge() {
+  if [ ! -e "$tls_cert" ] && [ ! -e "$tls_key" ]; then
+    cat /etc/nginx/templates/edge-plain.conf > "$edge"
+    echo "nginx-entrypoint: tls=off (no certificate at $tls_cert): http on :80"
+    return 0
+  fi
+  for f in "$tls_cert" "$tls_key"; do
+    case "$f" in
+      /*) ;;
+      *)
+        echo "nginx-entrypoint: error: TLS file '$f': expected an absolute path" >&2
+        exit 2
+        ;;
+    esac
+    case "$f" in
+      *[!A-Za-z0-9._/-]*)
+        echo "nginx-entrypoint: error: TLS file '$f': only letters, digits and . _ / - allowed" >&2
+        exit 2
+        ;;
+    esac
+    if [ ! -f "$f" ] || [ ! -r "$f" ]; then
+      echo "nginx-entrypoint: error: TLS file $f is missing or not readable by uid $(id -u) (both $tls_cert and $tls_key are needed)" >&2
+      exit 2
+    fi
+  done
+  authority=""
+  [ "$https_port" = 443 ] || authority=":$https_port"
+  sed -e "s|@TLS_CERT@|$tls_cert|" -e "s|@TLS_KEY@|$tls_key|" -e "s|@HTTPS_AUTHORITY@|$authority|g" \
+    /etc/nginx/templates/edge-tls.conf.template > "$edge"
+  echo "nginx-entrypoint: tls=on certificate=$tls_cert: https on :443 (http2), redirects to port $https_port"
+}
 
 addresses() {
   getent ahostsv4 "$upstream_host" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' '
@@ -84,6 +146,8 @@ render_retries() {
     i=$((i + 1))
   done
 }
+
+render_edge
 
 # Wait (bounded) for the first replica: compose starts nginx once hello is healthy, but a
 # name can take a moment to appear in Docker's DNS.

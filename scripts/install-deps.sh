@@ -11,6 +11,8 @@ packages=(
   libgtest-dev libgmock-dev clang clang-format libclang-rt-14-dev
   # tests
   python3 python3-pytest python3-requests python3-venv curl ca-certificates prometheus
+  # scripts/up.sh --self-signed, and the TLS checks of tests/e2e
+  openssl
   # e2e: the load through deployments (Go's HTTP client, as real clients retry)
   hey
   # base images when no registry can be reached

@@ -1,15 +1,76 @@
 #!/usr/bin/env bash
 # Build and run the whole stack: nginx on ${HTTP_PORT:-80} -> hello:8080, plus the sidecar.
 #
-#   scripts/up.sh          # foreground; Ctrl-C stops the stack
-#   scripts/up.sh -d       # detached; extra arguments go to `compose up`
+#   scripts/up.sh                  # foreground; Ctrl-C stops the stack
+#   scripts/up.sh -d               # detached; extra arguments go to `compose up`
+#   scripts/up.sh --tls -d         # HTTPS too, on ${HTTPS_PORT:-443}, with the certificate
+#                                  # chain and key in $TLS_DIR/cert.pem and key.pem
+#   scripts/up.sh --self-signed -d # same, first making a self-signed pair for localhost in
+#                                  # $TLS_DIR if none is there (or it expires within a day)
 #
+# TLS_DIR defaults to .tls/ in the repository (git- and docker-ignored: keys are never
+# committed nor sent to the image build). --tls adds docker-compose.tls.yml to COMPOSE_FILE.
 # Works from any directory: it runs in the repository root, so COMPOSE_FILE paths (e.g.
 # COMPOSE_FILE=docker-compose.yml:tests/e2e/compose.override.yml) are relative to it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+
+die() { echo "up: error: $*" >&2; exit 2; }
+
+tls=0
+self_signed=0
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --tls) tls=1 ;;
+        --self-signed) tls=1; self_signed=1 ;;
+        *) break ;;
+    esac
+    shift
+done
+
+export TLS_DIR=${TLS_DIR:-$root/.tls}
+cert=$TLS_DIR/cert.pem
+key=$TLS_DIR/key.pem
+
+# A throwaway pair for local use: ECDSA P-256 (Mozilla's intermediate profile prefers ECDSA),
+# 30 days, for localhost and the loopback addresses. The key goes to uid 65532, nginx's user,
+# since compose mounts a file secret with the file's own owner and mode.
+make_self_signed() {
+    command -v openssl >/dev/null 2>&1 || die "openssl is not installed (apt-get install openssl)"
+    if [ -f "$cert" ] && [ -f "$key" ] && openssl x509 -in "$cert" -noout -checkend 86400 >/dev/null 2>&1; then
+        echo "up: using the certificate in $cert"
+        return 0
+    fi
+    mkdir -p "$TLS_DIR"
+    chmod 0700 "$TLS_DIR"
+    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -days 30 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
+        -keyout "$key.tmp" -out "$cert.tmp" 2>/dev/null) || die "openssl could not make a self-signed pair in $TLS_DIR"
+    chmod 0644 "$cert.tmp"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown 65532:65532 "$key.tmp"
+        chmod 0400 "$key.tmp"
+    else
+        # Without root the key cannot be given to 65532: readable by all, which is acceptable
+        # for this local, self-signed, 30-day key only; never do this with a real one.
+        chmod 0644 "$key.tmp"
+        echo "up: warning: not root, so $key is world-readable (fine for a local self-signed key only)" >&2
+    fi
+    mv "$key.tmp" "$key"
+    mv "$cert.tmp" "$cert"
+    echo "up: made a self-signed certificate for localhost in $cert (30 days)"
+}
+
+if [ "$tls" -eq 1 ]; then
+    [ "$self_signed" -eq 0 ] || make_self_signed
+    [ -f "$cert" ] || die "no certificate at $cert (use --self-signed for a local one, or set TLS_DIR)"
+    [ -f "$key" ] || die "no key at $key (use --self-signed for a local one, or set TLS_DIR)"
+    export COMPOSE_PATH_SEPARATOR=${COMPOSE_PATH_SEPARATOR:-:}
+    export COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.yml}${COMPOSE_PATH_SEPARATOR}docker-compose.tls.yml"
+fi
 
 scripts/base-images.sh
 exec scripts/compose up --build "$@"

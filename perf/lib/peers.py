@@ -12,6 +12,7 @@ Content-Type: application/json and a Content-Length.
 """
 
 import os
+import re
 import subprocess
 
 from .common import PERF_DIR, ROOT
@@ -98,15 +99,29 @@ http {
 
 def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"):
     """nginx/default.conf.template rendered as nginx/entrypoint.sh renders it for one replica
-    at 127.0.0.1:upstream_port, with its retry upstream and location (the entry point's
-    render_retries) written to conf_dir; the changes: `listen 80` becomes
-    127.0.0.1:listen_port, and the image's paths (/etc/nginx/hello/proxy.conf, conf.d) are the
-    repository's nginx/proxy.conf and conf_dir."""
+    at 127.0.0.1:upstream_port without TLS, with its retry upstream and location (the entry
+    point's render_retries) written to conf_dir; the changes: the plain server
+    (nginx/edge-plain.conf, with nginx/routes.conf) is written in place of its includes, so the
+    text is the whole site; `listen 80` becomes 127.0.0.1:listen_port, and the image's paths
+    (/etc/nginx/hello/proxy.conf, conf.d) are the repository's nginx/proxy.conf and conf_dir."""
     directive = {"round_robin": "# round robin (nginx's default)", "random": "random;",
                  "least_conn": "least_conn;"}[strategy]
     servers = "server 127.0.0.1:%d max_fails=2 fail_timeout=5s; " % upstream_port
-    with open(os.path.join(ROOT, "nginx", "default.conf.template")) as f:
-        text = f.read()
+
+    def read(name):
+        with open(os.path.join(ROOT, "nginx", name)) as f:
+            return f.read()
+
+    def inline(text, include, body):
+        line = "include %s;" % include
+        if text.count(line) != 1:
+            raise RuntimeError("nginx: expected one '%s'" % line)
+        indent = re.search(r"^([ \t]*)" + re.escape(line), text, re.M).group(1)
+        body = re.sub(r"^[ \t]+$", "", body.strip().replace("\n", "\n" + indent), flags=re.M)
+        return text.replace(line, body)
+
+    edge = inline(read("edge-plain.conf"), "/etc/nginx/hello/routes.conf", read("routes.conf"))
+    text = inline(read("default.conf.template"), "/etc/nginx/conf.d/edge.servers", edge)
     # sed -e "s|@STRATEGY@|...|" -e "s|@SERVERS@|...|": the first match on every line
     text = "".join(line.replace("@STRATEGY@", directive, 1).replace("@SERVERS@", servers, 1)
                    for line in text.splitlines(keepends=True))
