@@ -75,6 +75,7 @@ class json_doc {
   bool parse(char* text, size_t len);
   // Why the last parse failed, e.g. "invalid JSON at byte 12: missing a colon after a name".
   std::string_view error() const { return {error_, error_len_}; }
+  const char* error_text() const { return error_; }  // the same, NUL-terminated
   json_ref root() const { return count_ > 0 ? json_ref(this, 0) : json_ref(); }
   const node& at(uint32_t i) const { return nodes_[i]; }
   uint32_t max_values() const { return max_; }

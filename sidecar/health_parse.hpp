@@ -1,6 +1,6 @@
-// Reads hello's /health answer: {"healthy":true,"latency":0.79...}. Strict JSON (RFC 8259):
-// the whole body must be one object; unknown members are allowed and skipped; `healthy` must
-// be a boolean and `latency` a finite number >= 0. No allocation.
+// Reads hello's /health answer: {"healthy":true,"latency":0.79...}. Strict JSON (RFC 8259,
+// core::json_doc): the whole body must be one object; unknown members are allowed and skipped;
+// `healthy` must be a boolean and `latency` a finite number >= 0. No allocation.
 #pragma once
 
 #include <string_view>
@@ -12,7 +12,8 @@ struct health_reading {
   double latency = 0;
 };
 
-// Returns nullptr on success, else a short description of what is wrong with the body.
+// Returns nullptr on success, else a short description of what is wrong with the body (valid
+// until the next call).
 const char* parse_health(std::string_view body, health_reading* out);
 
 }  // namespace sidecar

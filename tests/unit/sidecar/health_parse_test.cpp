@@ -32,6 +32,18 @@ TEST(ParseHealth, RejectsWhatIsNotAHealthAnswer) {
   EXPECT_STREQ(parse_health("{\"healthy\":true}", &r), "no \"latency\" field");
 }
 
+TEST(ParseHealth, StrictJsonProblemsAreNamed) {
+  health_reading r;
+  EXPECT_STREQ(parse_health("{\"healthy\":true,\"healthy\":false,\"latency\":0}", &r),
+               "duplicate key \"healthy\"");
+  EXPECT_STREQ(parse_health("{\"healthy\":true,\"latency\":0,\"s\":\"\\udc00\"}", &r),
+               "string holds a lone surrogate near byte 33");
+  EXPECT_NE(std::string(parse_health("{\"healthy\":true,\"latency\":0,\"s\":\"\xff\"}", &r))
+                .find("invalid JSON at byte"),
+            std::string::npos);
+  EXPECT_STREQ(parse_health(std::string(16 * 1024 + 1, ' '), &r), "body too large");
+}
+
 TEST(ParseHealth, DeepNestingIsRejectedNotRecursedForever) {
   std::string deep = "{\"healthy\":true,\"latency\":0.1,\"x\":" + std::string(10000, '[') +
                      std::string(10000, ']') + "}";
