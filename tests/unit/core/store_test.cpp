@@ -1,4 +1,4 @@
-// The pure pieces the store clients share: backoff, the secret file, address literals.
+// The pure pieces the store clients share: URL parsing, backoff, the secret file.
 #include "store.hpp"
 
 #include <gtest/gtest.h>
@@ -7,7 +7,54 @@
 #include <cstdio>
 #include <string>
 
+#include "redis_client.hpp"
+
 using namespace core;
+
+TEST(RedisUrl, HostPortDb) {
+  redis_endpoint ep;
+  ASSERT_EQ(parse_redis_url("redis://redis:6380/2", &ep), nullptr);
+  EXPECT_EQ(ep.host, "redis");
+  EXPECT_EQ(ep.port, 6380);
+  EXPECT_EQ(ep.db, 2);
+  ASSERT_EQ(parse_redis_url("redis://10.0.0.7", &ep), nullptr);
+  EXPECT_EQ(ep.host, "10.0.0.7");
+  EXPECT_EQ(ep.port, 6379);
+  EXPECT_EQ(ep.db, 0);
+  ASSERT_EQ(parse_redis_url("redis://[::1]:7000/", &ep), nullptr);
+  EXPECT_EQ(ep.host, "::1");
+  EXPECT_EQ(ep.port, 7000);
+  ASSERT_EQ(parse_redis_url("unix:///run/redis.sock?db=3", &ep), nullptr);
+  EXPECT_EQ(ep.host, "/run/redis.sock");
+  EXPECT_EQ(ep.db, 3);
+}
+
+TEST(RedisUrl, RefusesWhatItCannotHonour) {
+  redis_endpoint ep;
+  ep.host = "untouched";
+  const char* bad[] = {"",
+                       "http://redis",
+                       "rediss://redis",
+                       "redis://",
+                       "redis://:pw@redis",
+                       "redis://user:pw@redis:6379",
+                       "redis://redis:",
+                       "redis://redis:0",
+                       "redis://redis:65536",
+                       "redis://redis:12ab",
+                       "redis://redis/x",
+                       "redis://redis/1?x=y",
+                       "redis://[::1",
+                       "redis://red is",
+                       "unix://relative.sock",
+                       "unix:///s.sock?database=1"};
+  for (const char* url : bad) {
+    EXPECT_NE(parse_redis_url(url, &ep), nullptr) << url;
+  }
+  EXPECT_EQ(ep.host, "untouched");
+  EXPECT_STREQ(parse_redis_url("redis://:pw@redis", &ep),
+               "credentials in the URL are not supported (use the password file)");
+}
 
 TEST(Backoff, DoublesUpToTheCapWithBoundedJitter) {
   backoff b(100, 1000, 42);
