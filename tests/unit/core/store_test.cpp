@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "pg_client.hpp"
 #include "redis_client.hpp"
 
 using namespace core;
@@ -132,4 +133,14 @@ TEST(IpLiteral, NoLookupForAddresses) {
   EXPECT_FALSE(is_ip_literal("localhost"));
   EXPECT_FALSE(is_ip_literal(""));
   EXPECT_FALSE(is_ip_literal("1.2.3.4.5"));
+}
+
+TEST(PgConninfo, CheckedWithoutConnecting) {
+  std::string why;
+  EXPECT_TRUE(check_pg_conninfo("host=db dbname=app user=app", &why));
+  EXPECT_TRUE(check_pg_conninfo("postgresql://app@db:5432/app?sslmode=disable", &why));
+  EXPECT_FALSE(check_pg_conninfo("host=db nonsense_key=1", &why));
+  EXPECT_NE(why.find("nonsense_key"), std::string::npos) << why;
+  EXPECT_FALSE(check_pg_conninfo("postgresql://db:5432/app?nonsense=1", &why));
+  EXPECT_FALSE(check_pg_conninfo("host='unterminated", &why));
 }
