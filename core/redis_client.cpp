@@ -474,7 +474,8 @@ struct redis_impl {
                                                        const_cast<const char**>(argv), lens);
     if (rc != REDIS_OK) {
       give_back(c);
-      return UV_ENOTCONN;
+      // hiredis refuses commands on a connection it is ending, and malformed formats.
+      return (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0 ? UV_ENOTCONN : UV_EINVAL;
     }
     push(c);
     ++user_pending;

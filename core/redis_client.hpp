@@ -83,7 +83,7 @@ class redis_client {
   void start();
 
   // 0: sent, on_reply will be called exactly once. < 0 (a UV_* code): not sent, on_reply will
-  // not be called (UV_ENOTCONN: not up; UV_ENOMEM).
+  // not be called (UV_ENOTCONN: not up; UV_EINVAL: hiredis could not format it; UV_ENOMEM).
   int command_argv(reply_fn on_reply, void* ctx, int argc, const char* const* argv,
                    const size_t* lens);
   // hiredis's printf-like format (%s, %b, %d ...).
