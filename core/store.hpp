@@ -5,8 +5,9 @@
 // Why a lookup of our own: hiredis 0.14's redisAsyncConnect and libpq's PQconnectStart both
 // resolve a host name with a blocking getaddrinfo() on the calling thread, that is, on the
 // loop; a slow or dead DNS server would stall every connection of the service. So a name is
-// resolved on libuv's thread pool first (uv_getaddrinfo) and the libraries only ever see an
-// address literal.
+// resolved on libuv's thread pool first and the libraries only ever see an address literal.
+// The lookup is c-ares (hosts file, then DNS, per /etc/resolv.conf), not glibc's getaddrinfo:
+// a static binary in a scratch image has no NSS modules, so glibc could not resolve there.
 #pragma once
 
 #include <uv.h>
@@ -61,24 +62,33 @@ const char* read_secret_file(const char* path, std::string* out);
 // True for an IPv4 or IPv6 address literal (no lookup needed).
 bool is_ip_literal(std::string_view host);
 
-// One uv_getaddrinfo in flight at a time, owned by a client. The request lives here, so the
-// owner must not be freed while active() (its callback always runs, with UV_ECANCELED after
-// cancel()).
+// One lookup in flight at a time, owned by a client: c-ares, blocking, in a uv_work_t on the
+// thread pool (a lookup per connection attempt: no need for c-ares on the loop itself). The
+// request lives here, so the owner must not be freed while active(): the callback always
+// runs, with UV_ECANCELED if cancel() came before a worker took it. A lookup ends within
+// timeout_ms however many servers resolv.conf lists.
 class host_lookup {
  public:
-  // ip is the first address found (IPv4 preferred), as text; status 0 or a libuv error.
+  // ip is the first address found (IPv4 preferred), as text; status 0 or a UV_EAI_* error.
   using done_fn = void (*)(void* ctx, int status, const char* ip);
 
-  int start(uv_loop_t* loop, const char* host, done_fn on_done, void* ctx);
+  int start(uv_loop_t* loop, const char* host, done_fn on_done, void* ctx,
+            uint64_t timeout_ms = 5000);
   void cancel();
   bool active() const { return active_; }
 
  private:
-  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
-  uv_getaddrinfo_t req_{};
+  static void on_work(uv_work_t* req);
+  static void on_after_work(uv_work_t* req, int status);
+  uv_work_t req_{};
   done_fn on_done_ = nullptr;
   void* ctx_ = nullptr;
   bool active_ = false;
+  // Shared with the worker thread only while it runs (handed over by uv_queue_work).
+  char host_[256] = "";
+  uint64_t timeout_ms_ = 0;
+  int status_ = 0;
+  char ip_[46] = "";  // INET6_ADDRSTRLEN
 };
 
 }  // namespace core

@@ -144,3 +144,56 @@ TEST(PgConninfo, CheckedWithoutConnecting) {
   EXPECT_FALSE(check_pg_conninfo("postgresql://db:5432/app?nonsense=1", &why));
   EXPECT_FALSE(check_pg_conninfo("host='unterminated", &why));
 }
+
+namespace {
+struct lookup_outcome {
+  int calls = 0;
+  int status = 1;
+  std::string ip;
+  static void on_done(void* ctx, int status, const char* ip) {
+    auto* o = static_cast<lookup_outcome*>(ctx);
+    ++o->calls;
+    o->status = status;
+    o->ip = ip;
+  }
+};
+void run_until(uv_loop_t* loop, const int& calls) {
+  uint64_t deadline = uv_hrtime() + 10'000'000'000ull;
+  while (calls == 0 && uv_hrtime() < deadline) uv_run(loop, UV_RUN_ONCE);
+}
+}  // namespace
+
+// c-ares reads the hosts file itself (no glibc NSS: works in a static scratch image).
+TEST(HostLookup, HostsFileNamesResolveOffTheLoop) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  host_lookup lookup;
+  lookup_outcome o;
+  ASSERT_EQ(lookup.start(&loop, "localhost", lookup_outcome::on_done, &o), 0);
+  EXPECT_TRUE(lookup.active());
+  EXPECT_EQ(lookup.start(&loop, "localhost", lookup_outcome::on_done, &o), UV_EBUSY);
+  run_until(&loop, o.calls);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.status, 0);
+  EXPECT_EQ(o.ip, "127.0.0.1");  // IPv4 preferred over ::1
+  EXPECT_FALSE(lookup.active());
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+}
+
+// A name nobody can resolve ends in an error within the lookup's own timeout (NXDOMAIN at
+// once with a reachable DNS server, a timeout without one).
+TEST(HostLookup, UnknownNamesFailWithinTheTimeout) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  host_lookup lookup;
+  lookup_outcome o;
+  uint64_t t0 = uv_hrtime();
+  ASSERT_EQ(lookup.start(&loop, "no-such-host.invalid", lookup_outcome::on_done, &o, 500), 0);
+  run_until(&loop, o.calls);
+  double ms = static_cast<double>(uv_hrtime() - t0) / 1e6;
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_TRUE(o.status == UV_EAI_NONAME || o.status == UV_EAI_AGAIN) << uv_strerror(o.status);
+  EXPECT_EQ(o.ip, "");
+  EXPECT_LT(ms, 1500);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+}
