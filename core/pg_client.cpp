@@ -143,7 +143,12 @@ struct pg_impl {
     } else {
       q = new (std::nothrow) pg_query;
       if (q == nullptr) return nullptr;
-      all_queries.push_back(q);
+      try {  // called from C callbacks too: nothing may throw through them
+        all_queries.push_back(q);
+      } catch (...) {
+        delete q;
+        return nullptr;
+      }
     }
     *q = pg_query{};
     q->owner = this;

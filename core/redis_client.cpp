@@ -230,7 +230,12 @@ struct redis_impl {
     } else {
       c = new (std::nothrow) redis_cmd;
       if (c == nullptr) return nullptr;
-      all_cmds.push_back(c);
+      try {  // called from C callbacks too: nothing may throw through them
+        all_cmds.push_back(c);
+      } catch (...) {
+        delete c;
+        return nullptr;
+      }
     }
     *c = redis_cmd{};
     c->owner = this;

@@ -379,6 +379,21 @@ TEST_F(PgClient, HostNameAndUriForm) {
   ASSERT_TRUE(wait_state(c, store_state::up)) << last_detail;
 }
 
+// A unix socket directory as host: no lookup, no TCP (trusted locally by this cluster).
+TEST_F(PgClient, UnixSocketHost) {
+  pg_options o = options();
+  o.conninfo = "host=" + server->dir() + " port=" + std::to_string(server->port()) +
+               " user=postgres dbname=postgres";
+  o.password.clear();
+  pg_client& c = make(o);
+  ASSERT_TRUE(wait_state(c, store_state::up)) << last_detail;
+  outcome where;
+  ASSERT_EQ(c.query(on_result, &where, "SELECT coalesce(inet_server_addr()::text, 'local')"), 0);
+  ASSERT_TRUE(wait_calls(where, 1));
+  ASSERT_EQ(where.values.size(), 1u);
+  EXPECT_EQ(where.values[0], "local");
+}
+
 TEST_F(PgClient, CloseFailsPendingBeforeReturning) {
   pg_client& c = make(options());
   ASSERT_TRUE(wait_state(c, store_state::up)) << last_detail;
