@@ -1,6 +1,7 @@
 # Third-party libraries: libuv (pkg-config), libcurl (find_package, or pkg-config --static for
 # fully static builds), c-ares (pkg-config; the sidecar resolves replicas with it), llhttp
-# (installed package, or built here from its C sources).
+# (installed package, or built here from its C sources), and for the store clients (core_stores)
+# hiredis and libpq (pkg-config; static: see stack_libpq below).
 find_package(PkgConfig REQUIRED)
 
 if(STACK_STATIC)
@@ -70,4 +71,50 @@ else()
   target_compile_options(llhttp_vendored PRIVATE -w)
   set_target_properties(llhttp_vendored PROPERTIES POSITION_INDEPENDENT_CODE ON)
   target_link_libraries(stack_llhttp INTERFACE llhttp_vendored)
+endif()
+
+# Store clients (core_stores only: hello and sidecar never link these).
+# hiredis: Debian's libhiredis-dev (0.14) has both libhiredis.so and libhiredis.a.
+# libpq: normally the shared library. A fully static libpq on Debian 12 needs more than
+# `pkg-config --static libpq` says (-lpq -lpgcommon -lpgport -lgssapi_krb5 -lm -lldap -lssl
+# -lcrypto): libpgcommon.a and libpgport.a are not in libpq-dev but in postgresql-server-dev-15
+# (/usr/lib/postgresql/15/lib, found with `pg_config --pkglibdir`), and Debian ships no static
+# GSSAPI (Kerberos) at all, while libldap.a would pull SASL and GnuTLS archives. libpq.a
+# references gss_* and ldap_* unconditionally, so core/pq_static_stubs.c supplies failing
+# stand-ins (no GSSAPI auth, no LDAP service lookups in the static images; pg_client disables
+# GSS encryption anyway).
+if(STACK_STATIC)
+  pkg_check_modules(HIREDIS REQUIRED hiredis)
+  add_library(stack_hiredis INTERFACE)
+  target_include_directories(stack_hiredis INTERFACE ${HIREDIS_STATIC_INCLUDE_DIRS})
+  target_link_libraries(stack_hiredis INTERFACE ${HIREDIS_STATIC_LDFLAGS})
+
+  pkg_check_modules(LIBPQ REQUIRED libpq)
+  find_program(STACK_PG_CONFIG pg_config)
+  set(stack_pg_pkglibdir "")
+  if(STACK_PG_CONFIG)
+    execute_process(COMMAND ${STACK_PG_CONFIG} --pkglibdir OUTPUT_VARIABLE stack_pg_pkglibdir
+                    OUTPUT_STRIP_TRAILING_WHITESPACE)
+  endif()
+  file(GLOB stack_pg_server_libdirs /usr/lib/postgresql/*/lib)
+  find_library(STACK_PGCOMMON_A libpgcommon.a HINTS ${stack_pg_pkglibdir} ${stack_pg_server_libdirs})
+  find_library(STACK_PGPORT_A libpgport.a HINTS ${stack_pg_pkglibdir} ${stack_pg_server_libdirs})
+  find_library(STACK_PQ_A libpq.a HINTS ${LIBPQ_LIBRARY_DIRS})
+  if(NOT STACK_PGCOMMON_A OR NOT STACK_PGPORT_A OR NOT STACK_PQ_A)
+    message(FATAL_ERROR "static libpq: need libpq.a (libpq-dev) and libpgcommon.a + libpgport.a "
+                        "(Debian: postgresql-server-dev-15)")
+  endif()
+  pkg_check_modules(OPENSSL_STATIC REQUIRED libssl libcrypto)
+  add_library(stack_pq_stubs STATIC ${CMAKE_CURRENT_LIST_DIR}/../core/pq_static_stubs.c)
+  add_library(stack_libpq INTERFACE)
+  target_include_directories(stack_libpq INTERFACE ${LIBPQ_INCLUDE_DIRS})
+  target_link_libraries(stack_libpq INTERFACE ${STACK_PQ_A} ${STACK_PGCOMMON_A} ${STACK_PGPORT_A}
+                        stack_pq_stubs ${OPENSSL_STATIC_STATIC_LDFLAGS} m)
+else()
+  pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
+  add_library(stack_hiredis INTERFACE)
+  target_link_libraries(stack_hiredis INTERFACE PkgConfig::HIREDIS)
+  pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+  add_library(stack_libpq INTERFACE)
+  target_link_libraries(stack_libpq INTERFACE PkgConfig::LIBPQ)
 endif()

@@ -164,6 +164,64 @@ def fake_target():
     t.stop()
 
 
+# ---------------------------------------------------------------- stores
+
+def _require_store(binary):
+    import shutil
+    from stores import pg_bindir
+    found = pg_bindir() if binary == "postgres" else shutil.which(binary)
+    if not found:
+        msg = "%s not installed (scripts/install-deps.sh)" % binary
+        if os.environ.get("STACK_REQUIRE_BINARIES") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture
+def make_redis_server():
+    """make_redis_server(password=None) -> a started stores.RedisServer (cleaned up after)."""
+    from stores import RedisServer
+    _require_store("redis-server")
+    servers = []
+
+    def make(password=None):
+        s = RedisServer(password=password)
+        servers.append(s)
+        return s.start()
+
+    yield make
+    for s in servers:
+        s.cleanup()
+
+
+@pytest.fixture
+def redis_server(make_redis_server):
+    """A redis-server on 127.0.0.1:<free port>: .url, start/stop/kill/restart/pause/resume."""
+    return make_redis_server()
+
+
+@pytest.fixture(scope="session")
+def postgres_template():
+    from stores import PostgresTemplate
+    _require_store("postgres")
+    t = PostgresTemplate()
+    yield t
+    t.cleanup()
+
+
+@pytest.fixture
+def postgres_server(postgres_template):
+    """A PostgreSQL on 127.0.0.1:<free port>, a fresh copy of one initdb per session:
+    .conninfo (no password), .password_file, .psql(sql), start/stop/kill/restart/pause/resume."""
+    from stores import PostgresServer
+    s = PostgresServer(postgres_template)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.cleanup()
+
+
 # ---------------------------------------------------------------- guards
 
 class HangGuard(BaseException):
