@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
       fprintf(stderr, "hello: error: --healthcheck takes at most one URL\n");
       return 2;
     }
-    return hello::run_healthcheck(argc == 3 ? argv[2] : hello::default_healthcheck_url, 2000);
+    return core::run_healthcheck(argc == 3 ? argv[2] : core::default_healthcheck_url, 2000);
   }
   core::log_init("hello");
   core::cli_parse(

@@ -15,7 +15,7 @@
 
 #include "config.hpp"
 
-namespace hello {
+namespace core {
 namespace {
 
 struct target {
@@ -120,4 +120,4 @@ int run_healthcheck(const char* url, int timeout_ms) {
   return 0;
 }
 
-}  // namespace hello
+}  // namespace core
