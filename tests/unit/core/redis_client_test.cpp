@@ -301,6 +301,49 @@ TEST_F(RedisClient, HostNameIsLookedUpOffTheLoop) {
   EXPECT_EQ(pong.text, "PONG");
 }
 
+TEST_F(RedisClient, UnixSocketUrl) {
+  redis_options o = options();
+  ASSERT_EQ(parse_redis_url("unix://" + server_.unix_socket() + "?db=2", &o.endpoint), nullptr);
+  redis_client& c = make(o);
+  ASSERT_TRUE(wait_state(store_state::up));
+  outcome info;
+  ASSERT_EQ(c.command(on_reply, &info, "CLIENT INFO"), 0);
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return info.calls == 1; }, 2000));
+  EXPECT_NE(info.text.find(" db=2 "), std::string::npos) << info.text;
+  EXPECT_NE(info.text.find("laddr=" + server_.unix_socket()), std::string::npos) << info.text;
+}
+
+// What a service does when its store comes (back) up: send at once, from the state callback
+// (visits re-seeds Redis from PostgreSQL there).
+TEST_F(RedisClient, CommandsFromTheUpCallback) {
+  struct seeder {
+    redis_client* c = nullptr;
+    outcome set;
+    int ups = 0;
+    static void on_state(void* ctx, store_state s, const char*) {
+      auto* self = static_cast<seeder*>(ctx);
+      if (s != store_state::up) return;
+      ++self->ups;
+      EXPECT_EQ(self->c->command(on_reply, &self->set, "SET %s %d", "seeded", self->ups), 0);
+    }
+  } seed;
+  client_ = std::make_unique<redis_client>(&loop_, options());
+  seed.c = client_.get();
+  client_->set_state_callback(seeder::on_state, &seed);
+  client_->start();
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return seed.set.calls == 1; }, 3000));
+  EXPECT_EQ(seed.set.text, "OK");
+  server_.kill_all(SIGKILL);
+  std::string error;
+  ASSERT_TRUE(server_.restart(&error)) << error;
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return seed.set.calls == 2; }, 5000));
+  EXPECT_EQ(seed.set.error, store_error::none);
+  EXPECT_EQ(seed.ups, 2);
+}
+
 class RedisClientAuth : public RedisClient {
  protected:
   void SetUp() override {

@@ -255,11 +255,16 @@ bool redis_server::start(std::string* error, const std::string& password) {
   if (port_ == 0) port_ = free_port();
   password_ = password;
   std::string port = std::to_string(port_);
+  std::string sock = unix_socket();
   std::vector<const char*> argv = {"/usr/bin/redis-server",
                                    "--port",
                                    port.c_str(),
                                    "--bind",
                                    "127.0.0.1",
+                                   "--unixsocket",
+                                   sock.c_str(),
+                                   "--unixsocketperm",
+                                   "700",
                                    "--save",
                                    "",
                                    "--appendonly",

@@ -58,6 +58,7 @@ class redis_server : public server_process {
   bool start(std::string* error, const std::string& password = "");
   void stop();  // SIGTERM, wait
   bool restart(std::string* error) { return start(error, password_); }
+  std::string unix_socket() const { return dir_ + "/redis.sock"; }
 
  private:
   std::string password_;
