@@ -11,6 +11,7 @@ initdb once per session and copied per test (seconds -> milliseconds).
                                  .password_file  .port  .psql(sql)
     both: start() stop() kill(sig=SIGKILL) restart() pause() resume()
           running()  log_tail()
+    SilentListener()             .port .url .conninfo: accepts, never answers
 
 pause()/resume() are SIGSTOP/SIGCONT of the server and its children: the port
 still accepts TCP connections but nothing answers (the "server that never
@@ -69,6 +70,28 @@ def _children(pid):
 def _alive(pid):
     st = _proc_stat(pid)
     return st is not None and st[0] != "Z"
+
+
+class SilentListener:
+    """A loopback port that accepts TCP connections (the kernel's backlog) and never reads or
+    answers: a store that "accepts and hangs". .port, .url (redis://), .conninfo; close()."""
+
+    def __init__(self, backlog=128):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    @property
+    def conninfo(self):
+        return "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
+
+    def close(self):
+        self.sock.close()
 
 
 class _Server:

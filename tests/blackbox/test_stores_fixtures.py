@@ -80,3 +80,11 @@ def test_postgres_pause_stalls_open_connections_too(postgres_server):
     assert p.stdout.readline().strip() == "2"
     p.stdin.close()
     p.wait(timeout=10)
+
+
+def test_silent_listener_accepts_and_never_answers(silent_listener):
+    with socket.create_connection(("127.0.0.1", silent_listener.port), timeout=1) as c:
+        c.sendall(b"PING\r\n")
+        c.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            c.recv(16)
