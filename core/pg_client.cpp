@@ -92,6 +92,7 @@ struct pg_impl {
   pg_poll* poll = nullptr;
   bool connecting_phase = false;  // PQconnectPoll drives the socket
   bool want_write = false;
+  bool broken = false;  // libpq gave up on the connection during a send: drop it soon
   store_state state = store_state::down;
   bool started = false;
   bool closing = false;
@@ -232,7 +233,7 @@ struct pg_impl {
 
   static void on_poll(uv_poll_t* h, int status, int events) {
     pg_impl* self = static_cast<pg_poll*>(h->data)->owner;
-    if (self->conn == nullptr) return;
+    if (self->conn == nullptr || self->broken) return;
     if (self->connecting_phase) {
       self->connect_step();
       return;
@@ -442,21 +443,33 @@ struct pg_impl {
 
   // ------------------------------------------------------------------------- queries
 
+  // libpq closes its socket itself when a send or read fails (EOF, reset). The fd must not be
+  // watched a moment longer: its number goes to the next socket anyone opens, and libuv would
+  // (re)register or deregister that one. So: stop the poll now, and end the connection from a
+  // zero timer, outside the caller's stack (query() must not run other callbacks).
+  void fail_soon() {
+    if (poll != nullptr) uv_poll_stop(&poll->handle);
+    if (broken) return;
+    broken = true;
+    uv_timer_start(&query_timer, on_query_timer, 0, 0);
+  }
+
   // Sends one query and its sync. Returns 0 or a UV_* error; never ends the connection here
-  // (the caller may be in the middle of something): a broken socket shows up on the poll.
+  // (the caller may be in the middle of something): see fail_soon().
   int send_query(pg_client::result_fn fn, void* ctx, const char* sql, int nparams,
                  const char* const* values, bool internal) {
+    if (broken) return UV_ENOTCONN;
     pg_query* q = take();
     if (q == nullptr) return UV_ENOMEM;
     if (PQsendQueryParams(conn, sql, nparams, nullptr, values, nullptr, nullptr, 0) != 1) {
       give_back(q);
+      if (PQstatus(conn) == CONNECTION_BAD) fail_soon();
       return UV_EIO;
     }
     if (PQpipelineSync(conn) != 1) {
       // The query is queued without its sync: this connection is out of step.
       give_back(q);
-      want_write = true;
-      uv_poll_start(&poll->handle, UV_READABLE | UV_WRITABLE, on_poll);
+      fail_soon();
       return UV_EIO;
     }
     q->fn = fn;
@@ -470,7 +483,10 @@ struct pg_impl {
         uv_timer_start(&query_timer, on_query_timer, opt.query_timeout_ms, 0);
       }
     }
-    if (PQflush(conn) != 0 && !want_write) {  // 1: more to send; -1: the poll will tell
+    int rc = PQflush(conn);
+    if (rc < 0 || PQstatus(conn) == CONNECTION_BAD) {
+      fail_soon();  // the query is queued: its callback comes with the drop
+    } else if (rc == 1 && !want_write) {
       want_write = true;
       uv_poll_start(&poll->handle, UV_READABLE | UV_WRITABLE, on_poll);
     }
@@ -487,8 +503,9 @@ struct pg_impl {
   }
 
   void flush() {
+    if (broken) return;
     int rc = PQflush(conn);
-    if (rc < 0) {
+    if (rc < 0 || PQstatus(conn) == CONNECTION_BAD) {
       char why[200];
       first_line(PQerrorMessage(conn), why, sizeof why);
       drop(store_error::disconnected, "send: %s", why);
@@ -579,6 +596,12 @@ struct pg_impl {
 
   static void on_query_timer(uv_timer_t* t) {
     auto* self = static_cast<pg_impl*>(t->data);
+    if (self->broken) {
+      char why[200];
+      first_line(PQerrorMessage(self->conn), why, sizeof why);
+      self->drop(store_error::disconnected, "%s", why[0] != '\0' ? why : "connection lost");
+      return;
+    }
     pg_query* oldest = self->head;
     while (oldest != nullptr && oldest->deadline == no_deadline) oldest = oldest->next;
     if (oldest == nullptr || self->conn == nullptr) return;
@@ -616,6 +639,7 @@ struct pg_impl {
     conn = nullptr;
     connecting_phase = false;
     want_write = false;
+    broken = false;
     close_poll();  // stops watching the fd now; libpq closes it next
     PQfinish(c);
     uv_timer_stop(&query_timer);
@@ -710,7 +734,9 @@ void pg_client::start() {
 
 int pg_client::query(result_fn on_result, void* ctx, const char* sql, int nparams,
                      const char* const* values) {
-  if (impl_->state != store_state::up || impl_->conn == nullptr) return UV_ENOTCONN;
+  if (impl_->state != store_state::up || impl_->conn == nullptr || impl_->broken) {
+    return UV_ENOTCONN;
+  }
   return impl_->send_query(on_result, ctx, sql, nparams, values, false);
 }
 

@@ -200,6 +200,15 @@ def redis_server(make_redis_server):
     return make_redis_server()
 
 
+@pytest.fixture
+def silent_listener():
+    """A loopback port that accepts connections and never answers (.port, .url, .conninfo)."""
+    from stores import SilentListener
+    s = SilentListener()
+    yield s
+    s.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_template():
     from stores import PostgresTemplate

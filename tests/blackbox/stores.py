@@ -1,7 +1,7 @@
 """Real Redis and PostgreSQL servers for black-box tests (visits, accounts).
 
 Each server runs from Debian's packages in its own temporary directory on a
-free loopback port, in its own process group, and is stopped at teardown.
+free loopback port, in its own session, and is stopped at teardown.
 PostgreSQL refuses to run as root: when the tests run as root, the cluster
 belongs to `nobody` and the server processes drop to it. A cluster is made by
 initdb once per session and copied per test (seconds -> milliseconds).
@@ -11,10 +11,12 @@ initdb once per session and copied per test (seconds -> milliseconds).
                                  .password_file  .port  .psql(sql)
     both: start() stop() kill(sig=SIGKILL) restart() pause() resume()
           running()  log_tail()
+    SilentListener()             .port .url .conninfo: accepts, never answers
 
-pause()/resume() are SIGSTOP/SIGCONT of the whole group: the port still
-accepts TCP connections but nothing answers (the "server that never answers"
-case). kill() is SIGKILL of the group (a crash); stop() is a clean shutdown.
+pause()/resume() are SIGSTOP/SIGCONT of the server and its children: the port
+still accepts TCP connections but nothing answers (the "server that never
+answers" case). kill() is SIGKILL of all of them (a crash); stop() is a clean
+shutdown.
 """
 
 import glob
@@ -45,18 +47,51 @@ def pg_bindir():
     return os.path.dirname(found[-1]) if found else None
 
 
-def _group_alive(pgid):
-    """True while a non-zombie process of the group exists."""
+def _proc_stat(pid):
+    """(state, ppid, pgrp) of a process, or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def _children(pid):
+    out = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is the state, fields[2] the process group
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        child = int(stat.split("/")[2])
+        st = _proc_stat(child)
+        if st is not None and st[1] == pid:
+            out.append(child)
+    return out
+
+
+def _alive(pid):
+    st = _proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+class SilentListener:
+    """A loopback port that accepts TCP connections (the kernel's backlog) and never reads or
+    answers: a store that "accepts and hangs". .port, .url (redis://), .conninfo; close()."""
+
+    def __init__(self, backlog=128):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    @property
+    def conninfo(self):
+        return "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
+
+    def close(self):
+        self.sock.close()
 
 
 class _Server:
@@ -92,34 +127,48 @@ class _Server:
         except OSError:
             return ""
 
-    def _signal_group(self, sig):
+    def _family(self):
+        """The server and its children: PostgreSQL's backends call setsid(), so they are not
+        in the postmaster's process group and a crash must reach them by pid."""
+        return [self.proc.pid] + _children(self.proc.pid)
+
+    def _signal(self, pids, sig):
         try:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
             pass
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     def kill(self, sig=signal.SIGKILL, timeout=20.0):
-        """Signal the whole process group and wait until all of it is gone."""
+        """Signal the server and its children and wait until all of them are gone."""
         if self.proc is None:
             return
-        pgid = self.proc.pid
-        self._signal_group(sig)
-        self._signal_group(signal.SIGCONT)  # a paused group acts on SIGTERM only when resumed
+        pids = self._family()
+        self._signal(pids, sig)
+        self._signal(pids, signal.SIGCONT)  # a paused server acts on SIGTERM only when resumed
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
+            self._signal(pids, signal.SIGKILL)
             self.proc.wait(timeout=5)
-        deadline = time.monotonic() + 5
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids[1:]) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.proc = None
 
     def pause(self):
-        self._signal_group(signal.SIGSTOP)
+        """SIGSTOP to the server and its children: connections are accepted (the kernel's
+        backlog), nothing answers."""
+        if self.proc is not None:
+            self._signal(self._family(), signal.SIGSTOP)
 
     def resume(self):
-        self._signal_group(signal.SIGCONT)
+        if self.proc is not None:
+            self._signal(self._family(), signal.SIGCONT)
 
     def restart(self):
         if self.running():

@@ -1,6 +1,7 @@
 """The store fixtures themselves: what the visits/accounts tests will rely on (start, crash,
 restart, pause, a fresh cluster per test, the password file)."""
 
+import os
 import signal
 import socket
 import time
@@ -54,3 +55,36 @@ def test_postgres_server_lifecycle(postgres_server):
 @pytest.mark.time_limit(60)
 def test_postgres_server_is_fresh_per_test(postgres_server):
     assert postgres_server.psql("SELECT to_regclass('t') IS NULL").strip() == "t"
+
+
+@pytest.mark.time_limit(60)
+def test_postgres_pause_stalls_open_connections_too(postgres_server):
+    """pause() reaches the backends (own sessions), not just the postmaster."""
+    import subprocess
+    pg = postgres_server
+    psql = [os.path.join(pg.bindir, "psql"), "-h", "127.0.0.1", "-p", str(pg.port),
+            "-U", "postgres", "-d", "postgres", "-X", "-q", "-A", "-t", "-f", "-"]
+    env = dict(os.environ, PGPASSWORD=pg.password, PGCONNECT_TIMEOUT="5")
+    p = subprocess.Popen(psql, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    p.stdin.write("SELECT 1;\n")
+    p.stdin.flush()
+    assert p.stdout.readline().strip() == "1"  # connected, a backend serves it
+    pg.pause()
+    p.stdin.write("SELECT 2;\n")
+    p.stdin.flush()
+    time.sleep(0.5)
+    assert p.poll() is None
+    import select
+    assert select.select([p.stdout], [], [], 0.5)[0] == []  # no answer while paused
+    pg.resume()
+    assert p.stdout.readline().strip() == "2"
+    p.stdin.close()
+    p.wait(timeout=10)
+
+
+def test_silent_listener_accepts_and_never_answers(silent_listener):
+    with socket.create_connection(("127.0.0.1", silent_listener.port), timeout=1) as c:
+        c.sendall(b"PING\r\n")
+        c.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            c.recv(16)

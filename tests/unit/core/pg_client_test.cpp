@@ -409,3 +409,82 @@ TEST_F(PgClient, CloseFailsPendingBeforeReturning) {
 }
 
 }  // namespace
+
+namespace {
+
+struct storm {
+  pg_client* c = nullptr;
+  uv_timer_t timer{};
+  std::vector<int> calls;
+  int ok = 0, failed = 0, refused = 0;
+
+  static void on_done(void* ctx, const pg_query_result& r) {
+    auto* id = static_cast<std::pair<storm*, int>*>(ctx);
+    ++id->first->calls[static_cast<size_t>(id->second)];
+    if (r.error == store_error::none) {
+      ++id->first->ok;
+    } else {
+      ++id->first->failed;
+    }
+    delete id;
+  }
+  static void on_tick(uv_timer_t* t) {
+    auto* self = static_cast<storm*>(t->data);
+    for (int i = 0; i < 5; ++i) {
+      auto* ctx = new std::pair<storm*, int>(self, static_cast<int>(self->calls.size()));
+      const char* v[] = {"1"};
+      if (self->c->query(on_done, ctx, "SELECT $1::int", 1, v) == 0) {
+        self->calls.push_back(0);
+      } else {
+        delete ctx;
+        ++self->refused;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+// Crashes, clean restarts and stalls under a steady stream of queries: every accepted query's
+// callback runs exactly once.
+TEST_F(PgClient, CrashStormKeepsExactlyOnce) {
+  pg_options o = options();
+  o.query_timeout_ms = 300;
+  o.connect_timeout_ms = 1000;
+  pg_client& c = make(o);
+  ASSERT_TRUE(wait_state(c, store_state::up)) << last_detail;
+  storm s;
+  s.c = &c;
+  uv_timer_init(&loop_, &s.timer);
+  s.timer.data = &s;
+  uv_timer_start(&s.timer, storm::on_tick, 2, 2);
+  for (int round = 0; round < 3; ++round) {
+    loop_run::for_ms(&loop_, 200);
+    if (round == 0) {
+      server->kill_all(SIGKILL);
+    } else if (round == 1) {
+      server->stop();
+    } else {
+      server->pause();
+      loop_run::for_ms(&loop_, 500);
+      server->kill_all(SIGKILL);
+    }
+    loop_run::for_ms(&loop_, 100);
+    std::string error;
+    ASSERT_TRUE(server->restart(&error)) << error;
+    ASSERT_TRUE(wait_state(c, store_state::up, 10000)) << last_detail;
+  }
+  loop_run::for_ms(&loop_, 100);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s.timer), nullptr);
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return c.pending() == 0; }, 3000));
+  size_t wrong = 0;
+  for (int n : s.calls) wrong += n != 1;
+  EXPECT_EQ(wrong, 0u) << "callbacks not called exactly once";
+  EXPECT_EQ(static_cast<size_t>(s.ok + s.failed), s.calls.size());
+  EXPECT_GT(s.ok, 500);
+  EXPECT_GT(s.failed, 0);
+  EXPECT_GT(s.refused, 0);
+  EXPECT_GE(c.stats().timeouts, 1u);
+  EXPECT_EQ(c.stats().disconnects, 3u);
+}

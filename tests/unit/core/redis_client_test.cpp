@@ -301,6 +301,49 @@ TEST_F(RedisClient, HostNameIsLookedUpOffTheLoop) {
   EXPECT_EQ(pong.text, "PONG");
 }
 
+TEST_F(RedisClient, UnixSocketUrl) {
+  redis_options o = options();
+  ASSERT_EQ(parse_redis_url("unix://" + server_.unix_socket() + "?db=2", &o.endpoint), nullptr);
+  redis_client& c = make(o);
+  ASSERT_TRUE(wait_state(store_state::up));
+  outcome info;
+  ASSERT_EQ(c.command(on_reply, &info, "CLIENT INFO"), 0);
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return info.calls == 1; }, 2000));
+  EXPECT_NE(info.text.find(" db=2 "), std::string::npos) << info.text;
+  EXPECT_NE(info.text.find("laddr=" + server_.unix_socket()), std::string::npos) << info.text;
+}
+
+// What a service does when its store comes (back) up: send at once, from the state callback
+// (visits re-seeds Redis from PostgreSQL there).
+TEST_F(RedisClient, CommandsFromTheUpCallback) {
+  struct seeder {
+    redis_client* c = nullptr;
+    outcome set;
+    int ups = 0;
+    static void on_state(void* ctx, store_state s, const char*) {
+      auto* self = static_cast<seeder*>(ctx);
+      if (s != store_state::up) return;
+      ++self->ups;
+      EXPECT_EQ(self->c->command(on_reply, &self->set, "SET %s %d", "seeded", self->ups), 0);
+    }
+  } seed;
+  client_ = std::make_unique<redis_client>(&loop_, options());
+  seed.c = client_.get();
+  client_->set_state_callback(seeder::on_state, &seed);
+  client_->start();
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return seed.set.calls == 1; }, 3000));
+  EXPECT_EQ(seed.set.text, "OK");
+  server_.kill_all(SIGKILL);
+  std::string error;
+  ASSERT_TRUE(server_.restart(&error)) << error;
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return seed.set.calls == 2; }, 5000));
+  EXPECT_EQ(seed.set.error, store_error::none);
+  EXPECT_EQ(seed.ups, 2);
+}
+
 class RedisClientAuth : public RedisClient {
  protected:
   void SetUp() override {
@@ -334,3 +377,77 @@ TEST_F(RedisClientAuth, WrongPasswordIsDownWithTheServersReason) {
 }
 
 }  // namespace
+
+namespace {
+
+// Sends a burst of commands every 2 ms while up; counts each callback per command.
+struct storm {
+  redis_client* c = nullptr;
+  uv_timer_t timer{};
+  std::vector<int> calls;  // per accepted command
+  int ok = 0, failed = 0, refused = 0;
+
+  static void on_done(void* ctx, const redis_result& r) {
+    auto* id = static_cast<std::pair<storm*, int>*>(ctx);
+    ++id->first->calls[static_cast<size_t>(id->second)];
+    if (r.error == store_error::none) {
+      ++id->first->ok;
+    } else {
+      ++id->first->failed;
+    }
+    delete id;
+  }
+  static void on_tick(uv_timer_t* t) {
+    auto* self = static_cast<storm*>(t->data);
+    for (int i = 0; i < 10; ++i) {
+      auto* ctx = new std::pair<storm*, int>(self, static_cast<int>(self->calls.size()));
+      if (self->c->command(on_done, ctx, "INCR %s", "storm") == 0) {
+        self->calls.push_back(0);
+      } else {
+        delete ctx;
+        ++self->refused;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+// Crashes and restarts under a steady stream of commands: every accepted command's callback
+// runs exactly once, whatever the moment of the crash.
+TEST_F(RedisClient, CrashStormKeepsExactlyOnce) {
+  redis_client& c = make(options());
+  ASSERT_TRUE(wait_state(store_state::up));
+  storm s;
+  s.c = &c;
+  uv_timer_init(&loop_, &s.timer);
+  s.timer.data = &s;
+  uv_timer_start(&s.timer, storm::on_tick, 2, 2);
+  for (int round = 0; round < 4; ++round) {
+    loop_run::for_ms(&loop_, 150);
+    if (round % 2 == 0) {
+      server_.kill_all(SIGKILL);
+    } else {
+      server_.pause();  // unanswered: command timeouts
+      loop_run::for_ms(&loop_, 700);
+      server_.kill_all(SIGKILL);
+    }
+    loop_run::for_ms(&loop_, 100);
+    std::string error;
+    ASSERT_TRUE(server_.restart(&error)) << error;
+    ASSERT_TRUE(wait_state(store_state::up, 5000));
+  }
+  loop_run::for_ms(&loop_, 100);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s.timer), nullptr);
+  ASSERT_TRUE(loop_run::until(
+      &loop_, [&] { return c.pending() == 0; }, 3000));
+  size_t wrong = 0;
+  for (int n : s.calls) wrong += n != 1;
+  EXPECT_EQ(wrong, 0u) << "callbacks not called exactly once";
+  EXPECT_EQ(static_cast<size_t>(s.ok + s.failed), s.calls.size());
+  EXPECT_GT(s.ok, 1000);
+  EXPECT_GT(s.failed, 0);
+  EXPECT_GT(s.refused, 0);
+  EXPECT_GE(c.stats().timeouts, 2u);
+  EXPECT_EQ(c.stats().disconnects, 4u);
+}

@@ -1,6 +1,7 @@
 #include "store_servers.hpp"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <glob.h>
@@ -166,38 +167,71 @@ bool server_process::spawn(const char* const* argv, bool drop_privileges) {
   return true;
 }
 
+// The server and its children. PostgreSQL's backends call setsid(), so they are not in the
+// postmaster's process group: a crash of "the server" must reach them by pid.
+std::vector<pid_t> server_process::family() const {
+  std::vector<pid_t> out;
+  if (pid_ <= 0) return out;
+  out.push_back(pid_);
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return out;
+  while (dirent* e = readdir(proc)) {
+    char* end = nullptr;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+    std::string stat;
+    std::getline(f, stat);
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string state;
+    long ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == pid_) out.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(proc);
+  return out;
+}
+
+void server_process::signal_family(const std::vector<pid_t>& pids, int sig) {
+  ::kill(-pid_, sig);
+  for (pid_t p : pids) ::kill(p, sig);
+}
+
 void server_process::kill_all(int sig) {
   if (pid_ <= 0) return;
-  ::kill(-pid_, sig);
-  ::kill(-pid_, SIGCONT);  // a paused group handles SIGTERM/SIGINT only once resumed
+  std::vector<pid_t> pids = family();
+  signal_family(pids, sig);
+  signal_family(pids, SIGCONT);  // a paused server handles SIGTERM/SIGINT only once resumed
   double deadline = now_s() + 20;
   int status = 0;
   while (waitpid(pid_, &status, WNOHANG) == 0) {
     if (now_s() > deadline) {
-      ::kill(-pid_, SIGKILL);
+      signal_family(pids, SIGKILL);
       deadline = now_s() + 5;
     }
     sleep_ms(5);
   }
-  // The rest of the group (reparented to us as the subreaper): reap until none is left.
-  deadline = now_s() + 5;
-  while (now_s() < deadline) {
-    pid_t r = waitpid(-pid_, &status, WNOHANG);
-    if (r < 0 && errno == ECHILD) break;
-    if (r == 0) {
-      if (::kill(-pid_, 0) != 0) break;
-      sleep_ms(5);
+  // The children come back to us (the subreaper) when their parent is gone: reap them all,
+  // so a restart never meets a backend of the old server.
+  deadline = now_s() + 10;
+  for (size_t i = 1; i < pids.size(); ++i) {
+    while (now_s() < deadline) {
+      pid_t r = waitpid(pids[i], &status, WNOHANG);
+      if (r == pids[i] || (r < 0 && ::kill(pids[i], 0) != 0)) break;
+      sleep_ms(2);
     }
   }
   pid_ = -1;
 }
 
 void server_process::pause() {
-  if (pid_ > 0) ::kill(-pid_, SIGSTOP);
+  if (pid_ > 0) signal_family(family(), SIGSTOP);
 }
 
 void server_process::resume() {
-  if (pid_ > 0) ::kill(-pid_, SIGCONT);
+  if (pid_ > 0) signal_family(family(), SIGCONT);
 }
 
 std::string server_process::log_tail() const {
@@ -221,11 +255,16 @@ bool redis_server::start(std::string* error, const std::string& password) {
   if (port_ == 0) port_ = free_port();
   password_ = password;
   std::string port = std::to_string(port_);
+  std::string sock = unix_socket();
   std::vector<const char*> argv = {"/usr/bin/redis-server",
                                    "--port",
                                    port.c_str(),
                                    "--bind",
                                    "127.0.0.1",
+                                   "--unixsocket",
+                                   sock.c_str(),
+                                   "--unixsocketperm",
+                                   "700",
                                    "--save",
                                    "",
                                    "--appendonly",

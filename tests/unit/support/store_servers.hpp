@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace store_servers {
 
@@ -32,14 +33,17 @@ class server_process {
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
   const std::string& dir() const { return dir_; }
-  // Signals the whole process group and waits until every process of it is gone.
+  // Signals the server and its children (process group + children by pid: PostgreSQL's
+  // backends have sessions of their own) and waits until every one of them is gone.
   void kill_all(int sig);
-  void pause();   // SIGSTOP to the group: the socket stays open, nothing answers
+  void pause();   // SIGSTOP to all of them: the socket stays open, nothing answers
   void resume();  // SIGCONT
   std::string log_tail() const;
 
  protected:
   bool spawn(const char* const* argv, bool drop_privileges);
+  std::vector<pid_t> family() const;
+  void signal_family(const std::vector<pid_t>& pids, int sig);
   bool make_dir(const char* prefix, bool for_nobody);
   pid_t pid_ = -1;
   int port_ = 0;
@@ -54,6 +58,7 @@ class redis_server : public server_process {
   bool start(std::string* error, const std::string& password = "");
   void stop();  // SIGTERM, wait
   bool restart(std::string* error) { return start(error, password_); }
+  std::string unix_socket() const { return dir_ + "/redis.sock"; }
 
  private:
   std::string password_;
