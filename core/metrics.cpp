@@ -1,7 +1,11 @@
 #include "metrics.hpp"
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 namespace core {
 
@@ -97,6 +101,61 @@ void prom_writer::bucket(std::string_view name, std::initializer_list<metric_lab
   w_.put(' ');
   w_.put_uint(cumulative);
   w_.put('\n');
+}
+
+namespace {
+
+// utime + stime (clock ticks) and RSS pages from /proc/self; false if unreadable.
+bool read_proc(double* cpu_seconds, double* rss_bytes) {
+  FILE* f = fopen("/proc/self/stat", "r");
+  if (f == nullptr) return false;
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const char* p = strrchr(buf, ')');
+  if (p == nullptr) return false;
+  unsigned long utime = 0, stime = 0;
+  long rss_pages = 0;
+  // state(3) ... utime(14) stime(15) ... rss(24), counted from the field after ')'.
+  if (sscanf(p + 2,
+             "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u "
+             "%*u %ld",
+             &utime, &stime, &rss_pages) != 3) {
+    return false;
+  }
+  long ticks = sysconf(_SC_CLK_TCK);
+  *cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(ticks > 0 ? ticks : 100);
+  *rss_bytes = static_cast<double>(rss_pages) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  return true;
+}
+
+size_t open_fds() {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return 0;
+  size_t n = 0;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  closedir(d);
+  return n > 0 ? n - 1 : 0;  // not counting the directory's own descriptor
+}
+
+}  // namespace
+
+void write_process_metrics(prom_writer& p, double start_unix) {
+  double cpu = 0, rss = 0;
+  if (read_proc(&cpu, &rss)) {
+    p.family("process_cpu_seconds_total", "counter", "User and system CPU time spent.");
+    p.sample("process_cpu_seconds_total", {}, cpu);
+    p.family("process_resident_memory_bytes", "gauge", "Resident memory size.");
+    p.sample("process_resident_memory_bytes", {}, rss);
+  }
+  p.family("process_open_fds", "gauge", "Open file descriptors.");
+  p.sample_int("process_open_fds", {}, open_fds());
+  p.family("process_start_time_seconds", "gauge", "Start time since the Unix epoch.");
+  p.sample("process_start_time_seconds", {}, start_unix);
 }
 
 }  // namespace core

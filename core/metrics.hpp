@@ -71,4 +71,8 @@ class prom_writer {
   buf_writer& w_;
 };
 
+// The standard process_* families (CPU, resident memory, open descriptors, start time), read
+// from /proc at scrape time.
+void write_process_metrics(prom_writer& p, double start_unix);
+
 }  // namespace core

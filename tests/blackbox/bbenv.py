@@ -17,6 +17,7 @@ BUILD_DIR = _build_dir()
 HELLO_BIN = os.path.join(BUILD_DIR, "hello", "hello")
 SIDECAR_BIN = os.path.join(BUILD_DIR, "sidecar", "sidecar")
 LATER_BIN = os.path.join(BUILD_DIR, "tests", "tools", "later_server")
+VISITS_BIN = os.path.join(BUILD_DIR, "visits", "visits")
 
 
 def _sanitized():

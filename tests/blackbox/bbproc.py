@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from bbenv import HELLO_BIN, LATER_BIN, SIDECAR_BIN, WAIT
+from bbenv import HELLO_BIN, LATER_BIN, SIDECAR_BIN, VISITS_BIN, WAIT
 
 # One ISO-8601 UTC timestamp with milliseconds, service, EVENT, then fields.
 LOG_LINE_RE = re.compile(
@@ -339,6 +339,13 @@ class Listener(Proc):
 class Hello(Listener):
     def __init__(self, args=(), env=None):
         super().__init__([HELLO_BIN] + list(args), env=env, name="hello")
+
+
+class Visits(Listener):
+    """The visits service (Redis numbers, PostgreSQL durable count)."""
+
+    def __init__(self, args=(), env=None):
+        super().__init__([VISITS_BIN] + list(args), env=env, name="visits")
 
 
 class LaterServer(Listener):

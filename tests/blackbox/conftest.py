@@ -27,8 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from bbenv import BUILD_DIR, HELLO_BIN, LATER_BIN, SIDECAR_BIN, TF, WAIT  # noqa: E402
-from bbproc import _ALL_PROCS, Hello, LaterServer, Sidecar  # noqa: E402
+from bbenv import BUILD_DIR, HELLO_BIN, LATER_BIN, SIDECAR_BIN, TF, VISITS_BIN, WAIT  # noqa: E402
+from bbproc import _ALL_PROCS, Hello, LaterServer, Sidecar, Visits  # noqa: E402
 
 
 def _require(path):
@@ -229,6 +229,39 @@ def postgres_server(postgres_template):
         yield s
     finally:
         s.cleanup()
+
+
+# ---------------------------------------------------------------- visits
+
+@pytest.fixture
+def start_visits():
+    """start_visits(redis_url, pg, *flags) -> running Visits on 127.0.0.1:<random port>.
+
+    pg is a stores.PostgresServer (its conninfo and password file are passed) or a conninfo
+    string. Short store timeouts and a 200 ms flush interval unless flags say otherwise.
+    """
+    _require(VISITS_BIN)
+    procs = []
+
+    def start(redis_url, pg, *flags, env=None, wait=True):
+        args = ["--listen", "127.0.0.1:0", "--redis", redis_url]
+        if isinstance(pg, str):
+            args += ["--database", pg]
+        else:
+            args += ["--database", pg.conninfo, "--database-password-file", pg.password_file]
+        defaults = {"--flush-interval": "200ms", "--store-timeout": "500ms",
+                    "--connect-timeout": "1s", "--access-log": "off"}
+        for k, v in defaults.items():
+            if k not in flags:
+                args += [k, v]
+        v = Visits(args + list(flags), env=env)
+        procs.append(v)
+        if wait:
+            v.wait_listening()
+        return v
+
+    yield start
+    _stop_all(procs)
 
 
 # ---------------------------------------------------------------- guards
