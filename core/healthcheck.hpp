@@ -1,5 +1,6 @@
-// `<service> --healthcheck [URL]` (hello, visits, ...): one HTTP GET, exit 0 on a 200 and 1 otherwise, so a scratch
-// image needs no curl for Docker's HEALTHCHECK. Blocking on purpose: it runs alone, briefly.
+// `<service> --healthcheck [URL]` (hello, visits, ...): one HTTP GET, exit 0 on a 200 and 1
+// otherwise, so a scratch image needs no curl for Docker's HEALTHCHECK. Blocking on purpose: it
+// runs alone, briefly.
 #pragma once
 
 namespace core {

@@ -45,26 +45,32 @@ struct pg_op {
 
 namespace {
 
-// Adds delta once per flush id; a retry returns the first result. The flush row and the
-// counter change in one statement, so they commit together or not at all; two executions of
-// one id cannot both commit (the second's INSERT violates the primary key and rolls back).
+// Once per flush id: adds $2 to the count n, and hands out $3 numbers above both the numbers
+// seen so far (seq) and this process's highest ($4). n is the exact count; seq only ever
+// rises (Redis's numbers have gaps where a client left, so the two differ). A retry returns
+// the first result. The flush row and the counter change in one statement, so they commit
+// together or not at all; two executions of one id cannot both commit (the second's INSERT
+// violates the primary key and rolls back).
 constexpr const char* kApplySql =
     "WITH prior AS (SELECT result FROM visits_flush WHERE flush_id = $1::bigint), "
-    "upd AS (UPDATE visits_counter SET n = n + $2::bigint WHERE id = 1 "
-    "AND NOT EXISTS (SELECT 1 FROM prior) RETURNING n), "
+    "upd AS (UPDATE visits_counter SET n = n + $2::bigint, "
+    "seq = GREATEST(seq, $4::bigint) + $3::bigint WHERE id = 1 "
+    "AND NOT EXISTS (SELECT 1 FROM prior) RETURNING seq), "
     "ins AS (INSERT INTO visits_flush (flush_id, delta, result) "
-    "SELECT $1::bigint, $2::bigint, n FROM upd RETURNING result) "
+    "SELECT $1::bigint, $2::bigint, seq FROM upd RETURNING result) "
     "SELECT result FROM ins UNION ALL SELECT result FROM prior";
 
-// Makes a flush id unusable if it did not apply: (tombstoned, result of an earlier apply).
+// Makes a flush id unusable if it did not apply: (tombstoned now, result of an earlier apply,
+// tombstoned before: our own earlier try whose answer was lost).
 constexpr const char* kTombstoneSql =
     "WITH ins AS (INSERT INTO visits_flush (flush_id, delta, result) "
     "VALUES ($1::bigint, 0, NULL) ON CONFLICT (flush_id) DO NOTHING RETURNING 1) "
     "SELECT (SELECT count(*) FROM ins), "
-    "(SELECT result FROM visits_flush WHERE flush_id = $1::bigint)";
+    "(SELECT result FROM visits_flush WHERE flush_id = $1::bigint), "
+    "(SELECT count(*) FROM visits_flush WHERE flush_id = $1::bigint AND result IS NULL)";
 
-constexpr const char* kReadSql = "SELECT n FROM visits_counter WHERE id = 1";
-constexpr const char* kResetSql = "UPDATE visits_counter SET n = 0 WHERE id = 1";
+constexpr const char* kReadSql = "SELECT seq FROM visits_counter WHERE id = 1";
+constexpr const char* kResetSql = "UPDATE visits_counter SET n = 0, seq = 0 WHERE id = 1";
 // Flush rows only matter while a retry can still come: an hour is ample.
 constexpr const char* kPruneSql =
     "DELETE FROM visits_flush WHERE created < now() - interval '1 hour'";
@@ -103,7 +109,8 @@ counter::counter(uv_loop_t* loop, core::redis_client* redis, core::pg_client* pg
   finish_timer_.data = this;
   // Flush ids: 32 random bits of this process, then a sequence.
   uint32_t r = 0;
-  if (uv_random(nullptr, nullptr, &r, sizeof r, 0, nullptr) != 0) r = static_cast<uint32_t>(uv_hrtime());
+  if (uv_random(nullptr, nullptr, &r, sizeof r, 0, nullptr) != 0)
+    r = static_cast<uint32_t>(uv_hrtime());
   instance_ = static_cast<uint64_t>(r & 0x7fffffffu) << 32;
 }
 
@@ -186,10 +193,19 @@ void counter::free_op(pg_op* op) {
   free_ops_ = op;
 }
 
-uint64_t counter::next_flush_id() { return instance_ | ++flush_seq_; }
+uint64_t counter::next_flush_id() {
+  return instance_ | ++flush_seq_;
+}
 
 void counter::mark_backlog_start() {
   if (backlog_since_ == 0) backlog_since_ = uv_now(loop_);
+}
+
+// Nothing unflushed any more: the lag clock stops.
+void counter::update_lag() {
+  bool owed = backlog_ > 0;
+  for (pg_op* o = pg_head_; o != nullptr && !owed; o = o->next) owed = o->backlog_part > 0;
+  if (!owed) backlog_since_ = 0;
 }
 
 double counter::flush_lag_seconds() const {
@@ -204,6 +220,7 @@ void counter::on_redis_state(store_state s) {
   redis_conn_ = s == store_state::up;
   if (!redis_conn_) {
     redis_ok_ = false;
+    release_held();
     return;
   }
   if (!was) seed_redis();
@@ -222,6 +239,23 @@ void counter::on_pg_state(store_state s) {
 
 // Redis is used only once it holds at least every number handed out; the EVAL goes first on
 // the connection, so every INCRBY after it is ordered after it.
+// Batches held while Redis was being seeded go where they can now.
+void counter::release_held() {
+  while (held_head_ != nullptr) {
+    batch* b = held_head_;
+    held_head_ = b->next;
+    b->next = nullptr;
+    if (redis_ok_) {
+      send_redis(b);
+    } else if (pg_ok_) {
+      count_in_pg(b);
+    } else {
+      fail_batch(b, 503, "{\"error\":\"no store can count the visit now\"}");
+    }
+  }
+  held_tail_ = nullptr;
+}
+
 void counter::seed_redis() {
   if (!redis_conn_ || redis_ok_ || finishing_) return;
   if (!durable_known_) return;  // read_durable() calls again when it knows
@@ -242,6 +276,17 @@ void counter::seed_redis() {
   reset_pending_redis_ = false;
   redis_ok_ = true;
   core::log_event("COUNTER", "redis=seeded floor=%lld", static_cast<long long>(floor));
+  release_held();
+}
+
+// Redis lags behind numbers handed out from PostgreSQL: one EVAL brings it up.
+void counter::raise_redis() {
+  if (!redis_ok_) return;
+  char value[24];
+  snprintf(value, sizeof value, "%lld", static_cast<long long>(last_given_));
+  const char* argv[] = {"EVAL", kSeedScript, "1", opt_.redis_key.c_str(), value, "0"};
+  size_t lens[] = {4, strlen(kSeedScript), 1, opt_.redis_key.size(), strlen(value), 1};
+  if (redis_->command_argv(on_seed, this, 6, argv, lens) == 0) ++stats_.redis_commands;
 }
 
 void counter::on_seed(void* ctx, const core::redis_result& r) {
@@ -290,7 +335,9 @@ void counter::add(visit* v) {
   ++forming_count_;
 }
 
-void counter::on_visit_cancel(void* ctx) { static_cast<visit*>(ctx)->gone = true; }
+void counter::on_visit_cancel(void* ctx) {
+  static_cast<visit*>(ctx)->gone = true;
+}
 
 // After the turn's I/O callbacks: this turn's visits are one batch.
 void counter::on_turn(uv_check_t* h) {
@@ -378,7 +425,7 @@ void counter::on_incr(void* ctx, const core::redis_result& r) {
     return;
   }
   ++self->stats_.redis_errors[static_cast<int>(r.error == store_error::none ? store_error::server
-                                                                             : r.error)];
+                                                                            : r.error)];
   // Redis may or may not have counted it: no matter, Redis is not the durable count (its
   // numbers only jump). PostgreSQL counts it now.
   if (self->pg_ok_ && r.error != store_error::closed) {
@@ -390,12 +437,23 @@ void counter::on_incr(void* ctx, const core::redis_result& r) {
 
 // Hands out last-k+1 .. last in request order. A visit whose client left keeps its number
 // (a gap) and, for Redis batches, is not added to the backlog.
+//
+// The numbers come from two sources (Redis's counter, PostgreSQL's seq), which can overlap
+// for a moment after a failover (a PostgreSQL batch whose outcome was unknown completes after
+// Redis was seeded). So no answer gets a number at or below one this process already gave:
+// each client's numbers strictly increase, whatever the order the stores answered in; Redis is
+// then raised to match. The count itself (PostgreSQL's n) never depends on the numbers.
 void counter::answer_batch(batch* b, int64_t last, store_used used, bool add_backlog) {
   int64_t number = last - static_cast<int64_t>(b->k);
   uint64_t delivered = 0;
+  bool bumped = false;
   char body[160];
   for (visit* v = b->head; v != nullptr; v = v->next) {
     ++number;
+    if (number <= last_given_) {
+      number = last_given_ + 1;
+      bumped = true;
+    }
     if (v->gone) continue;
     int n;
     const char* ctype;
@@ -416,6 +474,7 @@ void counter::answer_batch(batch* b, int64_t last, store_used used, bool add_bac
     }
   }
   stats_.answered_by[static_cast<int>(used)] += delivered;
+  if (bumped) raise_redis();
   if (add_backlog && b->epoch == epoch_ && delivered > 0) {
     mark_backlog_start();
     backlog_ += delivered;
@@ -494,12 +553,16 @@ void counter::pump_pg() {
   }
   char id[24];
   char delta[24];
+  char k[24];
+  char floor[24];
   snprintf(id, sizeof id, "%llu", static_cast<unsigned long long>(op->id));
   snprintf(delta, sizeof delta, "%lld", static_cast<long long>(op->delta));
-  const char* params[] = {id, delta};
+  snprintf(k, sizeof k, "%u", op->b != nullptr ? op->b->k : 0u);
+  snprintf(floor, sizeof floor, "%lld", static_cast<long long>(last_given_));
+  const char* params[] = {id, delta, k, floor};
   int rc;
   switch (op->kind) {
-    case pg_op::apply: rc = pg_->query(on_pg_result, op, kApplySql, 2, params); break;
+    case pg_op::apply: rc = pg_->query(on_pg_result, op, kApplySql, 4, params); break;
     case pg_op::tombstone: rc = pg_->query(on_pg_result, op, kTombstoneSql, 1, params); break;
     case pg_op::read: rc = pg_->query(on_pg_result, op, kReadSql); break;
     case pg_op::reset: rc = pg_->query(on_pg_result, op, kResetSql); break;
@@ -557,6 +620,8 @@ void counter::pg_done(pg_op* op, const core::pg_query_result& r) {
       int64_t n = 0;
       bool ok = have_row && parse_int64(PQgetvalue(res, 0, 0), &tomb);
       bool applied = ok && !PQgetisnull(res, 0, 1) && parse_int64(PQgetvalue(res, 0, 1), &n);
+      int64_t earlier = 0;
+      if (ok && parse_int64(PQgetvalue(res, 0, 2), &earlier) && earlier == 1) tomb = 1;
       if (ok && tomb == 1) {
         // It never applied and now never will: what the backlog owed is sent again.
         ++stats_.tombstones;
@@ -604,18 +669,10 @@ void counter::pg_done(pg_op* op, const core::pg_query_result& r) {
     pg_head_ = op->next;
     if (pg_tail_ == op) pg_tail_ = nullptr;
     free_op(op);
+    update_lag();
   }
   // Batches held while Redis was being seeded go once PostgreSQL's own are done.
   if (redis_conn_ && !redis_ok_) seed_redis();
-  if (redis_ok_) {
-    while (held_head_ != nullptr) {
-      batch* b = held_head_;
-      held_head_ = b->next;
-      b->next = nullptr;
-      send_redis(b);
-    }
-    held_tail_ = nullptr;
-  }
   pump_pg();
   check_finished();
 }
@@ -643,10 +700,7 @@ void counter::on_flush_timer(uv_timer_t* t) {
       self->last_prune_ = now;
     }
   }
-  // Nothing unflushed any more: the lag clock stops.
-  bool owed = self->backlog_ > 0;
-  for (pg_op* o = self->pg_head_; o != nullptr && !owed; o = o->next) owed = o->backlog_part > 0;
-  if (!owed) self->backlog_since_ = 0;
+  self->update_lag();
   self->pump_pg();
 }
 
@@ -759,11 +813,11 @@ void counter::check_finished() {
       if (o->kind != pg_op::read && o->kind != pg_op::prune) return;
     }
   }
-  core::log_event("COUNTER", "flushed=%s durable=%lld", gave_up_ ? "no" : "yes",
+  core::log_event("COUNTER", "flushed=%s seq=%lld", gave_up_ ? "no" : "yes",
                   static_cast<long long>(durable_));
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&turn_),
-                         reinterpret_cast<uv_handle_t*>(&flush_timer_),
-                         reinterpret_cast<uv_handle_t*>(&finish_timer_)}) {
+  for (uv_handle_t* h :
+       {reinterpret_cast<uv_handle_t*>(&turn_), reinterpret_cast<uv_handle_t*>(&flush_timer_),
+        reinterpret_cast<uv_handle_t*>(&finish_timer_)}) {
     if (!uv_is_closing(h)) {
       ++handles_open_;
       uv_close(h, on_handle_closed);

@@ -74,8 +74,7 @@ class counter {
  public:
   using reset_done_fn = void (*)(void* ctx, bool ok);
 
-  counter(uv_loop_t* loop, core::redis_client* redis, core::pg_client* pg,
-          counter_options options);
+  counter(uv_loop_t* loop, core::redis_client* redis, core::pg_client* pg, counter_options options);
   ~counter();
   counter(const counter&) = delete;
   counter& operator=(const counter&) = delete;
@@ -123,6 +122,8 @@ class counter {
   void answer_batch(batch* b, int64_t last, store_used used, bool add_backlog);
   void fail_batch(batch* b, int status, const char* why);
   void seed_redis();
+  void raise_redis();
+  void release_held();
   void read_durable();
   void pump_pg();
   void enqueue_pg(pg_op* op);
@@ -136,6 +137,7 @@ class counter {
   void free_op(pg_op* op);
   uint64_t next_flush_id();
   void mark_backlog_start();
+  void update_lag();
 
   uv_loop_t* loop_;
   core::redis_client* redis_;
@@ -156,11 +158,11 @@ class counter {
   batch* held_tail_ = nullptr;
   bool reset_pending_redis_ = false;  // Redis missed a reset: the seed sets, not raises
   uint64_t last_prune_ = 0;
-  bool redis_ok_ = false;     // up and seeded: INCRBY may be sent
-  bool redis_conn_ = false;   // connection up (maybe not seeded yet)
+  bool redis_ok_ = false;    // up and seeded: INCRBY may be sent
+  bool redis_conn_ = false;  // connection up (maybe not seeded yet)
   bool pg_ok_ = false;
-  bool durable_known_ = false;  // a durable count was read (or written) since start
-  int64_t durable_ = 0;         // last durable count seen in PostgreSQL
+  bool durable_known_ = false;  // PostgreSQL was read (or written) since start
+  int64_t durable_ = 0;         // PostgreSQL's seq: the highest number handed out it knows
   int64_t last_given_ = 0;      // highest number handed out
   uint64_t backlog_ = 0;        // answered visits Redis counted, not yet in PostgreSQL
   uint64_t backlog_since_ = 0;  // uv_now when the backlog became non-empty

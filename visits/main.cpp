@@ -47,8 +47,7 @@ core::cli_option g_options[opt_count] = {
      "PostgreSQL password, read from a file (a Docker secret)"},
     {"--flush-interval", "VISITS_FLUSH_INTERVAL", "1s", "DURATION",
      "how often visits counted in Redis are written to PostgreSQL (a SIGKILL loses at most this)"},
-    {"--reset", "VISITS_RESET", "on", "on|off",
-     "serve /resetcounter (turn off in production)"},
+    {"--reset", "VISITS_RESET", "on", "on|off", "serve /resetcounter (turn off in production)"},
     {"--answer-timeout", "VISITS_ANSWER_TIMEOUT", "5s", "DURATION",
      "a visit not counted within this gets 504"},
     {"--store-timeout", "VISITS_STORE_TIMEOUT", "1s", "DURATION",
@@ -60,9 +59,13 @@ core::cli_option g_options[opt_count] = {
     {"--access-log", "VISITS_ACCESS_LOG", "on", "on|off", "log one ACCESS line per request"},
 };
 
-const core::cli_option& opt(int index) { return g_options[index]; }
+const core::cli_option& opt(int index) {
+  return g_options[index];
+}
 
-[[noreturn]] void bad(int index, const char* why) { core::option_fail(opt(index), why); }
+[[noreturn]] void bad(int index, const char* why) {
+  core::option_fail(opt(index), why);
+}
 
 std::string secret(int index) {
   std::string out;
@@ -71,12 +74,12 @@ std::string secret(int index) {
   return out;
 }
 
-// The durable count and the flush log (see counter.hpp for why the flush log exists).
+// The durable count n, the highest number handed out seq, and the flush log (see counter.hpp).
 const core::pg_migration kSchema[] = {
     {1,
      "CREATE TABLE IF NOT EXISTS visits_counter (id int PRIMARY KEY CHECK (id = 1), "
-     "n bigint NOT NULL)"},
-    {1, "INSERT INTO visits_counter (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"},
+     "n bigint NOT NULL, seq bigint NOT NULL)"},
+    {1, "INSERT INTO visits_counter (id, n, seq) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING"},
     {1,
      "CREATE TABLE IF NOT EXISTS visits_flush (flush_id bigint PRIMARY KEY, "
      "delta bigint NOT NULL, result bigint, created timestamptz NOT NULL DEFAULT now())"},
@@ -174,11 +177,9 @@ int main(int argc, char** argv) {
         static_cast<visits::counter*>(ctx)->on_redis_state(s);
       },
       &count);
-  pg.set_state_callback(
-      [](void* ctx, core::store_state s, const char*) {
-        static_cast<visits::counter*>(ctx)->on_pg_state(s);
-      },
-      &count);
+  pg.set_state_callback([](void* ctx, core::store_state s,
+                           const char*) { static_cast<visits::counter*>(ctx)->on_pg_state(s); },
+                        &count);
   visits::app app;
   app.count = &count;
   app.redis = &redis;

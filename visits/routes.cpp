@@ -22,7 +22,9 @@ std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find_first_of("?#"));
 }
 
-const char* state_word(core::store_state s) { return core::store_state_name(s); }
+const char* state_word(core::store_state s) {
+  return core::store_state_name(s);
+}
 
 }  // namespace
 
@@ -106,8 +108,8 @@ void handle_request(void* ctx, const core::http_request& req, core::http_reply& 
 
 void observe_request(void* ctx, const core::http_observation& o) {
   auto& a = *static_cast<app*>(ctx);
-  size_t r = o.route < static_cast<uint8_t>(route::count) ? o.route
-                                                           : static_cast<size_t>(route::other);
+  size_t r =
+      o.route < static_cast<uint8_t>(route::count) ? o.route : static_cast<size_t>(route::other);
   int cls = o.status / 100 - 1;
   if (cls < 0 || cls > 4) cls = 4;
   ++a.requests[r][cls];
@@ -146,8 +148,8 @@ void write_metrics(const app& a, core::buf_writer& w) {
   p.sample_int("visits_store_up", {{"store", "redis"}}, a.count->redis_up() ? 1 : 0);
   p.sample_int("visits_store_up", {{"store", "postgres"}}, a.count->pg_up() ? 1 : 0);
   p.family("visits_store_errors_total", "counter", "Failed store commands by store and kind.");
-  for (core::store_error e : {core::store_error::server, core::store_error::timeout,
-                              core::store_error::disconnected}) {
+  for (core::store_error e :
+       {core::store_error::server, core::store_error::timeout, core::store_error::disconnected}) {
     p.sample_int("visits_store_errors_total",
                  {{"store", "redis"}, {"kind", core::store_error_name(e)}},
                  st.redis_errors[static_cast<int>(e)]);
