@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "outcome.hpp"
+#include "verdict.hpp"
 
 namespace sidecar {
 

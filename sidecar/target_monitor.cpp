@@ -13,13 +13,7 @@ void target_monitor::reset(const char* replica) {
   metrics_ = probe_metrics{};
 }
 
-poll_sample target_monitor::record(const poll_result& result, uint64_t now_ms) {
-  poll_result r = result;
-  if (r.result == outcome::ok && slow_ms_ > 0 && r.rtt * 1e3 > static_cast<double>(slow_ms_)) {
-    r.result = outcome::slow;
-    snprintf(r.detail, sizeof r.detail, "round trip %.3fms over %llums", r.rtt * 1e3,
-             static_cast<unsigned long long>(slow_ms_));
-  }
+poll_sample target_monitor::record(const poll_result& r, uint64_t now_ms) {
   poll_sample s;
   s.at_ms = now_ms;
   s.has_latency = r.has_latency;

@@ -27,6 +27,7 @@ watched_target::watched_target(poller& p, resolver* r, const watch_options& opti
     : poller_(p),
       resolver_(r),
       options_(options),
+      policy_{options.kind, options.slow_ms},
       slot_count_(options.max_replicas < 1 ? 1 : options.max_replicas),
       total_(latency_ring::capacity_for(options.window_ms, options.interval_ms) *
              (options.max_replicas < 1 ? 1 : options.max_replicas)),
@@ -120,10 +121,16 @@ void watched_target::on_resolved(void* ctx, int status, const char* reason,
 // reason dns. The name no longer says where the replicas are, so they leave (with their
 // series); the next good lookup brings them back.
 void watched_target::record_dns(bool ok, const char* reason, uint64_t now_ms) {
-  poll_result r;
+  char why[max_detail];
+  poll_facts facts;
   if (!ok) {
-    r.result = outcome::dns;
-    snprintf(r.detail, sizeof r.detail, "cannot resolve %.160s: %.60s", host_, reason);
+    snprintf(why, sizeof why, "cannot resolve %.160s: %.60s", host_, reason);
+    facts.error = transport_error::resolve;
+    facts.error_text = why;
+  }
+  // Only the lookup's outcome counts here: ok, or dns.
+  poll_result r = ok ? poll_result{} : judge(facts, policy_);
+  if (!ok) {
     ++dns_failures_;
     poll_sample s;
     s.at_ms = now_ms;
@@ -195,7 +202,7 @@ void watched_target::start_polls(uint64_t budget_ms) {
   }
 }
 
-void watched_target::on_result(void* ctx, const poll_result& result) {
+void watched_target::on_result(void* ctx, const poll_facts& facts) {
   auto* s = static_cast<slot*>(ctx);
   if (s->state == slot_state::leaving) {
     s->state = slot_state::free;
@@ -203,7 +210,7 @@ void watched_target::on_result(void* ctx, const poll_result& result) {
   }
   if (s->state != slot_state::active) return;
   watched_target* self = s->owner;
-  poll_sample sample = s->monitor.record(result, self->now());
+  poll_sample sample = s->monitor.record(judge(facts, self->policy_), self->now());
   self->total_.push(sample);
 }
 

@@ -66,8 +66,7 @@ class watched_target {
   enum class slot_state : uint8_t { free, active, leaving };
   struct slot {
     slot(const watch_options& o)
-        : monitor(o.url, o.kind, o.window_ms, o.interval_ms, o.fail_after, o.recover_after,
-                  o.slow_ms) {}
+        : monitor(o.url, o.kind, o.window_ms, o.interval_ms, o.fail_after, o.recover_after) {}
     watched_target* owner = nullptr;
     transfer xfer;
     target_monitor monitor;
@@ -77,7 +76,7 @@ class watched_target {
 
   static void on_resolved(void* ctx, int status, const char* reason,
                           const resolved_addresses& result);
-  static void on_result(void* ctx, const poll_result& result);
+  static void on_result(void* ctx, const poll_facts& facts);
   void reconcile(const resolved_addresses& result, uint64_t now_ms);
   void start_polls(uint64_t budget_ms);
   uint64_t budget_left(uint64_t now_ms) const;
@@ -87,6 +86,7 @@ class watched_target {
   poller& poller_;
   resolver* resolver_;
   watch_options options_;
+  check_policy policy_;
   bool expand_ = false;  // resolve and follow replicas (a name, replicas on)
   bool resolving_ = false;
   uint64_t poll_started_ms_ = 0;
