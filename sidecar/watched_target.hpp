@@ -4,7 +4,7 @@
 // not an address) and each of its addresses is probed as a replica of its own, so that
 // `--scale hello=3` or Swarm's tasks.hello shows three replicas, and replicas that come and go
 // are followed (REPLICA joined/left). Each replica gets a slot from a fixed pool sized at
-// start-up (--max-replicas): a curl transfer pinned to that address and a target_monitor. The
+// start-up (--max-replicas): a curl transfer pinned to that address and a replica_monitor. The
 // target's total (every replica's samples plus DNS failures) has a ring of its own.
 #pragma once
 
@@ -16,8 +16,8 @@
 #include "latency_ring.hpp"
 #include "poller.hpp"
 #include "probe_metrics.hpp"
+#include "replica_monitor.hpp"
 #include "resolver.hpp"
-#include "target_monitor.hpp"
 
 namespace sidecar {
 
@@ -69,7 +69,7 @@ class watched_target {
         : monitor(o.url, o.kind, o.window_ms, o.interval_ms, o.fail_after, o.recover_after) {}
     watched_target* owner = nullptr;
     transfer xfer;
-    target_monitor monitor;
+    replica_monitor monitor;
     sockaddr_storage addr{};
     slot_state state = slot_state::free;
   };

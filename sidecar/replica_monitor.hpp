@@ -13,10 +13,10 @@
 
 namespace sidecar {
 
-class target_monitor {
+class replica_monitor {
  public:
-  target_monitor(const char* target, check_kind kind, uint64_t window_ms, uint64_t interval_ms,
-                 uint32_t fail_after, uint32_t recover_after)
+  replica_monitor(const char* target, check_kind kind, uint64_t window_ms, uint64_t interval_ms,
+                  uint32_t fail_after, uint32_t recover_after)
       : target_(target),
         kind_(kind),
         window_ms_(window_ms),
