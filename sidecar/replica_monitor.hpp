@@ -35,15 +35,10 @@ class replica_monitor {
   // the metrics.
   window_stats report(uint64_t now_ms, bool log = true);
 
-  const char* target() const { return target_; }
   const char* replica() const { return replica_; }
-  check_kind kind() const { return kind_; }
   health_state state() const { return alerts_.state(); }
   outcome reason() const { return alerts_.reason(); }
-  const latency_ring& ring() const { return ring_; }
-  latency_ring& ring() { return ring_; }
   const probe_metrics& metrics() const { return metrics_; }
-  uint64_t window_ms() const { return window_ms_; }
 
  private:
   const char* target_;

@@ -5,24 +5,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "address.hpp"
 #include "log.hpp"
 #include "report.hpp"
+#include "url.hpp"
 
 namespace sidecar {
-namespace {
-
-bool same_ip(const sockaddr_storage& a, const sockaddr_storage& b) {
-  if (a.ss_family != b.ss_family) return false;
-  if (a.ss_family == AF_INET) {
-    return memcmp(&reinterpret_cast<const sockaddr_in&>(a).sin_addr,
-                  &reinterpret_cast<const sockaddr_in&>(b).sin_addr, sizeof(in_addr)) == 0;
-  }
-  return memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
-                &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) == 0;
-}
-
-}  // namespace
-
 watched_target::watched_target(poller& p, resolver* r, const watch_options& options)
     : poller_(p),
       resolver_(r),
@@ -34,25 +22,14 @@ watched_target::watched_target(poller& p, resolver* r, const watch_options& opti
       dns_alerts_(options.fail_after, options.recover_after) {}
 
 bool watched_target::init(const char** error) {
-  CURLU* u = curl_url();
-  char* host = nullptr;
-  char* port = nullptr;
-  CURLUcode rc = curl_url_set(u, CURLUPART_URL, options_.url, 0);
-  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
-  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-  bool ok = rc == CURLUE_OK && host != nullptr && port != nullptr && strlen(host) < sizeof host_;
-  if (ok) {
-    snprintf(host_, sizeof host_, "%s", host);
-    port_ = atoi(port);
-    snprintf(host_port_, sizeof host_port_, "%s:%d", host_, port_);
-  }
-  curl_free(host);
-  curl_free(port);
-  curl_url_cleanup(u);
-  if (!ok) {
-    *error = "not a URL with a host";
+  url_parts url;
+  if (const char* why = parse_url(options_.url, &url)) {
+    *error = why;
     return false;
   }
+  snprintf(host_, sizeof host_, "%s", url.host);
+  port_ = url.port;
+  snprintf(host_port_, sizeof host_port_, "%s:%d", host_, port_);
   in_addr a4{};
   bool literal = host_[0] == '[' || inet_pton(AF_INET, host_, &a4) == 1;
   expand_ = options_.replicas && !literal && resolver_ != nullptr;
@@ -152,7 +129,8 @@ void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms
     slot& s = *slots_[i];
     if (s.state != slot_state::active) continue;
     bool still = false;
-    for (size_t k = 0; k < result.count && !still; ++k) still = same_ip(s.addr, result.addr[k]);
+    for (size_t k = 0; k < result.count && !still; ++k)
+      still = same_address(s.addr, result.addr[k]);
     if (still) continue;
     // A transfer in flight finishes first; its result is dropped and the slot freed then.
     s.state = s.xfer.in_flight() ? slot_state::leaving : slot_state::free;
@@ -162,7 +140,8 @@ void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms
   for (size_t k = 0; k < result.count; ++k) {
     bool known = false;
     for (size_t i = 0; i < slot_count_ && !known; ++i) {
-      known = slots_[i]->state == slot_state::active && same_ip(slots_[i]->addr, result.addr[k]);
+      known =
+          slots_[i]->state == slot_state::active && same_address(slots_[i]->addr, result.addr[k]);
     }
     if (known) continue;
     slot* free_slot = nullptr;

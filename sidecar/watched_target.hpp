@@ -53,10 +53,8 @@ class watched_target {
   outcome reason() const;
   size_t replica_count() const;
   const char* url() const { return options_.url; }
-  const char* host_port() const { return host_port_; }
   check_kind kind() const { return options_.kind; }
   bool follows_replicas() const { return expand_; }
-  const latency_ring& total_ring() const { return total_; }
   uint64_t dns_failures() const { return dns_failures_; }
   // Appends one metrics_series per live replica to out (at most max_replicas); returns count.
   size_t series(metrics_series* out) const;
