@@ -1,6 +1,7 @@
 # Third-party libraries: libuv (pkg-config), libcurl (find_package, or pkg-config --static for
-# fully static builds), c-ares (pkg-config; the sidecar resolves replicas with it), llhttp
-# (installed package, or built here from its C sources).
+# fully static builds), c-ares (pkg-config; the sidecar resolves replicas with it), utf8proc
+# (pkg-config; hello's Unicode case mapping; Debian's libutf8proc-dev has the static library
+# too), llhttp (installed package, or built here from its C sources).
 find_package(PkgConfig REQUIRED)
 
 if(STACK_STATIC)
@@ -18,6 +19,11 @@ if(STACK_STATIC)
   target_include_directories(stack_cares INTERFACE ${CARES_STATIC_INCLUDE_DIRS})
   target_compile_definitions(stack_cares INTERFACE CARES_STATICLIB)
   target_link_libraries(stack_cares INTERFACE ${CARES_STATIC_LDFLAGS})
+  pkg_check_modules(UTF8PROC REQUIRED libutf8proc)
+  add_library(stack_utf8proc INTERFACE)
+  target_include_directories(stack_utf8proc INTERFACE ${UTF8PROC_STATIC_INCLUDE_DIRS})
+  target_compile_definitions(stack_utf8proc INTERFACE UTF8PROC_STATIC)
+  target_link_libraries(stack_utf8proc INTERFACE ${UTF8PROC_STATIC_LDFLAGS})
 else()
   pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
   add_library(stack_libuv INTERFACE)
@@ -28,6 +34,9 @@ else()
   pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
   add_library(stack_cares INTERFACE)
   target_link_libraries(stack_cares INTERFACE PkgConfig::CARES)
+  pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+  add_library(stack_utf8proc INTERFACE)
+  target_link_libraries(stack_utf8proc INTERFACE PkgConfig::UTF8PROC)
 endif()
 
 # llhttp: an explicit source dir wins; then an installed llhttp (CMake package); then the C

@@ -6,10 +6,11 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libc-ares-dev node-llhttp
+  build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libc-ares-dev
+  libutf8proc-dev node-llhttp
   libgtest-dev libgmock-dev clang clang-format libclang-rt-14-dev
-  # tests
-  python3 python3-pytest python3-requests python3-venv curl ca-certificates prometheus
+  # tests (unicode-data: the Unicode files scripts/gen-case-tables.py reads)
+  python3 python3-pytest unicode-data python3-requests python3-venv curl ca-certificates prometheus
   # e2e: the load through deployments (Go's HTTP client, as real clients retry)
   hey
   # base images when no registry can be reached
