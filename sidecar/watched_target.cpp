@@ -46,7 +46,7 @@ bool watched_target::init(const char** error) {
   if (!expand_) {
     // One address, the URL's own (curl resolves a name itself).
     slots_[0]->monitor.reset(host_port_);
-    slots_[0]->state = slot_state::active;
+    slots_[0]->place.state = slot_state::active;
   }
   return true;
 }
@@ -125,44 +125,24 @@ void watched_target::record_dns(bool ok, const char* reason, uint64_t now_ms) {
 void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms) {
   (void)now_ms;
   size_t active = replica_count();
-  for (size_t i = 0; i < slot_count_; ++i) {
+  auto place = [&](size_t i) -> slot_place& { return slots_[i]->place; };
+  auto in_flight = [&](size_t i) { return slots_[i]->xfer.in_flight(); };
+  auto left = [&](size_t i) {
+    log_replica_change(options_.url, slots_[i]->monitor.replica(), "left", --active);
+  };
+  auto joined = [&](size_t i, size_t k) {
     slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
-    bool still = false;
-    for (size_t k = 0; k < result.count && !still; ++k)
-      still = same_address(s.addr, result.addr[k]);
-    if (still) continue;
-    // A transfer in flight finishes first; its result is dropped and the slot freed then.
-    s.state = s.xfer.in_flight() ? slot_state::leaving : slot_state::free;
-    log_replica_change(options_.url, s.monitor.replica(), "left", --active);
-  }
-  size_t unplaced = 0;
-  for (size_t k = 0; k < result.count; ++k) {
-    bool known = false;
-    for (size_t i = 0; i < slot_count_ && !known; ++i) {
-      known =
-          slots_[i]->state == slot_state::active && same_address(slots_[i]->addr, result.addr[k]);
-    }
-    if (known) continue;
-    slot* free_slot = nullptr;
-    for (size_t i = 0; i < slot_count_ && free_slot == nullptr; ++i) {
-      if (slots_[i]->state == slot_state::free) free_slot = slots_[i].get();
-    }
-    if (free_slot == nullptr) {
-      ++unplaced;
-      continue;
-    }
     char label[64];
     format_address(result.addr[k], port_, label, sizeof label);
-    free_slot->addr = result.addr[k];
-    free_slot->monitor.reset(label);
-    if (!poller_.pin_address(free_slot->xfer, label)) {
+    s.monitor.reset(label);
+    if (!poller_.pin_address(s.xfer, label)) {
       core::log_event("ERROR", "cannot pin %s to %s", options_.url, label);
-      continue;
+      return false;
     }
-    free_slot->state = slot_state::active;
     log_replica_change(options_.url, label, "joined", ++active);
-  }
+    return true;
+  };
+  size_t unplaced = reconcile_slots(slot_count_, place, in_flight, result, left, joined);
   if ((unplaced > 0 || result.truncated) && !warned_full_) {
     warned_full_ = true;
     core::log_event("WARN", "target=%s has more addresses than --max-replicas=%zu; not probed=%zu",
@@ -173,7 +153,7 @@ void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms
 void watched_target::start_polls(uint64_t budget_ms) {
   for (size_t i = 0; i < slot_count_; ++i) {
     slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
+    if (s.place.state != slot_state::active) continue;
     if (!poller_.start(s.xfer, budget_ms)) {
       core::log_event("WARN", "poll skipped: previous poll of %s still running",
                       s.monitor.replica());
@@ -183,11 +163,11 @@ void watched_target::start_polls(uint64_t budget_ms) {
 
 void watched_target::on_result(void* ctx, const poll_facts& facts) {
   auto* s = static_cast<slot*>(ctx);
-  if (s->state == slot_state::leaving) {
-    s->state = slot_state::free;
+  if (s->place.state == slot_state::leaving) {
+    s->place.state = slot_state::free;
     return;
   }
-  if (s->state != slot_state::active) return;
+  if (s->place.state != slot_state::active) return;
   watched_target* self = s->owner;
   poll_sample sample = s->monitor.record(judge(facts, self->policy_), self->now());
   self->total_.push(sample);
@@ -197,7 +177,7 @@ void watched_target::report(uint64_t now_ms) {
   size_t n = replica_count();
   for (size_t i = 0; i < slot_count_; ++i) {
     slot& s = *slots_[i];
-    if (s.state == slot_state::active) s.monitor.report(now_ms, n > 1);
+    if (s.place.state == slot_state::active) s.monitor.report(now_ms, n > 1);
   }
   window_stats st = total_.window(now_ms, options_.window_ms);
   report_labels who{options_.url, nullptr, n, options_.kind};
@@ -210,7 +190,7 @@ outcome watched_target::reason() const {
   outcome degraded = outcome::ok;
   for (size_t i = 0; i < slot_count_; ++i) {
     const slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
+    if (s.place.state != slot_state::active) continue;
     if (s.monitor.state() == health_state::down) return s.monitor.reason();
     if (s.monitor.state() == health_state::degraded && degraded == outcome::ok) {
       degraded = s.monitor.reason();
@@ -220,30 +200,17 @@ outcome watched_target::reason() const {
 }
 
 health_state watched_target::state() const {
-  if (expand_ && dns_alerts_.state() == health_state::down) return health_state::down;
-  size_t active = 0, healthy = 0, down = 0, unknown = 0;
+  replica_tally tally;
   for (size_t i = 0; i < slot_count_; ++i) {
     const slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
-    ++active;
-    switch (s.monitor.state()) {
-      case health_state::healthy: ++healthy; break;
-      case health_state::down: ++down; break;
-      case health_state::unknown: ++unknown; break;
-      case health_state::degraded: break;
-    }
+    if (s.place.state == slot_state::active) tally.add(s.monitor.state());
   }
-  if (active == 0 || unknown == active) return health_state::unknown;
-  if (healthy == active) return health_state::healthy;
-  // No replica has given a valid 200 yet (the others not polled yet do not count).
-  if (down + unknown == active) return health_state::down;
-  if (healthy + unknown == active) return health_state::healthy;
-  return health_state::degraded;
+  return target_state(tally, expand_ && dns_alerts_.state() == health_state::down);
 }
 
 size_t watched_target::replica_count() const {
   size_t n = 0;
-  for (size_t i = 0; i < slot_count_; ++i) n += slots_[i]->state == slot_state::active;
+  for (size_t i = 0; i < slot_count_; ++i) n += slots_[i]->place.state == slot_state::active;
   return n;
 }
 
@@ -251,7 +218,7 @@ size_t watched_target::series(metrics_series* out) const {
   size_t n = 0;
   for (size_t i = 0; i < slot_count_; ++i) {
     const slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
+    if (s.place.state != slot_state::active) continue;
     out[n++] = {&s.monitor.metrics(), options_.url, s.monitor.replica(), s.monitor.state()};
   }
   return n;

@@ -17,6 +17,7 @@
 #include "poller.hpp"
 #include "probe_metrics.hpp"
 #include "replica_monitor.hpp"
+#include "replica_set.hpp"
 #include "resolver.hpp"
 
 namespace sidecar {
@@ -61,15 +62,13 @@ class watched_target {
   size_t max_series() const { return slot_count_; }
 
  private:
-  enum class slot_state : uint8_t { free, active, leaving };
   struct slot {
     slot(const watch_options& o)
         : monitor(o.url, o.kind, o.window_ms, o.interval_ms, o.fail_after, o.recover_after) {}
     watched_target* owner = nullptr;
     transfer xfer;
     replica_monitor monitor;
-    sockaddr_storage addr{};
-    slot_state state = slot_state::free;
+    slot_place place;  // address and state (replica_set.hpp)
   };
 
   static void on_resolved(void* ctx, int status, const char* reason,
