@@ -4,7 +4,6 @@ Every HTTP check goes over a raw socket so that what is asserted is exactly
 what a client receives.
 """
 
-import email.utils
 import json
 import re
 import signal
@@ -16,38 +15,8 @@ import pytest
 
 from bbenv import TF, WAIT
 from bbproc import run_to_completion, sanitizer_report
+from answers import assert_common_headers, assert_json_answer
 from rawhttp import Conn, build, get
-
-DATE_RE = re.compile(
-    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-    r"\d{4} \d\d:\d\d:\d\d GMT$"
-)
-
-
-def assert_common_headers(r, body_expected=True):
-    """Content-Type: application/json, Content-Length (matching), one Date."""
-    assert r.headers_named("Content-Type") == ["application/json"], r.raw
-    cls = r.headers_named("Content-Length")
-    assert len(cls) == 1 and cls[0].isdigit(), r.raw
-    if body_expected:
-        assert int(cls[0]) == len(r.body), r.raw
-    dates = r.headers_named("Date")
-    assert len(dates) == 1, r.raw
-    assert DATE_RE.match(dates[0]), "Date not an IMF-fixdate: %r" % dates[0]
-    d = email.utils.parsedate_to_datetime(dates[0])
-    skew = abs((datetime.now(timezone.utc) - d).total_seconds())
-    assert skew < 120, "Date %r is %ds off" % (dates[0], skew)
-
-
-def assert_json_answer(r, status, body=None):
-    assert r.version == "HTTP/1.1", r.raw
-    assert r.status == status, r.raw
-    assert_common_headers(r)
-    parsed = json.loads(r.body.decode("utf-8"))  # strict: no raw control chars
-    if body is not None:
-        assert r.body == body, r.raw
-    return parsed
-
 
 # ------------------------------------------------------------------ routes
 

@@ -9,10 +9,10 @@ import socket
 
 import pytest
 
-from answers import FOLLOW_UP, assert_error_answer, assert_only_error, assert_open
+from answers import (FOLLOW_UP, assert_common_headers, assert_error_answer, assert_json_answer,
+                     assert_only_error, assert_open)
 from bbenv import TF
 from rawhttp import Conn, build
-from test_hello import assert_common_headers, assert_json_answer
 
 HELLO_BAZ = b'{"msg":"Hello, Baz!"}'
 

@@ -19,11 +19,11 @@ import time
 
 import pytest
 
-from answers import assert_error_answer, assert_only_error
+from answers import assert_common_headers, assert_error_answer, assert_json_answer, assert_only_error
 from bbenv import TF, WAIT
 from bbproc import run_to_completion, sanitizer_report
+from waits import wait_until
 from rawhttp import Conn, build, get
-from test_hello import assert_common_headers, assert_json_answer
 
 VERSION = "0.1.0"
 STATUS_KEYS = ["instance", "state", "uptime_s", "requests", "version"]
@@ -90,14 +90,6 @@ def chaos(port, path, method="GET", iid=None, state=None):
     return r
 
 
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "not within %.1fs: %s" % (timeout, what)
-        time.sleep(0.05)
 
 
 # -- Prometheus text

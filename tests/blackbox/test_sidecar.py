@@ -15,6 +15,7 @@ import pytest
 
 from bbenv import SANITIZED, TF, WAIT
 from bbproc import rss_kib, run_to_completion, sanitizer_report
+from sidecar_lines import START_KEYS, ALERT_KEYS, RECOVERED_KEYS, STATES, REASONS
 from fake_target import Action, health_body
 
 FAST = ("--interval", "200ms", "--window", "1s", "--timeout", "100ms")
@@ -31,13 +32,7 @@ REPORT_RE = re.compile(
     r" rtt_p99=(?P<rtt_p99>\d+\.\d{3})ms rtt_max=(?P<rtt_max>\d+\.\d{3})ms)?"
     r"(?: no latency samples in the past (?P<past>\S+))?$"
 )
-REASONS = {"status", "unhealthy", "slow", "timeout", "connect", "dns", "body"}
-STATES = {"unknown", "healthy", "degraded", "down"}
 RTT_KEYS = ("rtt_p50", "rtt_p95", "rtt_p99", "rtt_max")
-START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
-              "recover_after", "ring", "replicas", "probes"]
-ALERT_KEYS = ["reason", "target", "replica", "state", "consecutive", "detail"]
-RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
 SECONDS3_RE = re.compile(r"^\d+\.\d{3}s$")
 
 

@@ -24,16 +24,13 @@ from bbenv import TF
 from promtext import metrics_port, promtool_check, sample, samples, scrape_text
 from bbproc import run_to_completion
 from fake_dns import FakeDNS
+from sidecar_lines import START_KEYS, ALERT_KEYS, RECOVERED_KEYS
 from fake_target import FakeTarget
 
 FAST = ("--interval", "200ms", "--window", "1s", "--timeout", "150ms")
 WINDOW = 1.0
 REPORT_WAIT = WINDOW + 2.0 * TF
 
-START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
-              "recover_after", "ring", "replicas", "probes"]
-ALERT_KEYS = ["reason", "target", "replica", "state", "consecutive", "detail"]
-RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
 
 # A probe's REPORT: up/down and round trips only (no /health latency samples).
 PROBE_REPORT_RE = re.compile(

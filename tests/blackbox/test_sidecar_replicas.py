@@ -18,7 +18,9 @@ from bbenv import TF, WAIT
 from promtext import metrics_port, promtool_check, sample, samples, scrape_text
 from bbproc import run_to_completion
 from fake_dns import FakeDNS, build_query, parse_response, TYPE_A, TYPE_AAAA, TYPE_NAMES
+from sidecar_lines import START_KEYS, REPLICA_KEYS, ALERT_KEYS, RECOVERED_KEYS, STATES
 from fake_target import FakeTarget
+from waits import wait_until
 
 NAME = "hello.bb.test"
 FAST = ("--interval", "200ms", "--window", "1s", "--timeout", "150ms")
@@ -27,12 +29,6 @@ WINDOW = 1.0
 #: long enough for a window's REPORT to be printed, whatever happened before
 REPORT_WAIT = WINDOW + 2.0 * TF
 
-START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
-              "recover_after", "ring", "replicas", "probes"]
-REPLICA_KEYS = ["target", "replica", "change", "replicas"]
-ALERT_KEYS = ["reason", "target", "replica", "state", "consecutive", "detail"]
-RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
-STATES = {"unknown", "healthy", "degraded", "down"}
 
 # target (replica|replicas) window state samples failures [best worst avg] [rtt] [note]
 REPORT_RE = re.compile(
@@ -150,15 +146,6 @@ def replicas_in_metrics(m, url):
                   if k[0] == "probe_success" and dict(k[1]).get("target") == url)
 
 
-def wait_until(pred, timeout, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("%s not met within %.1fs" % (what, timeout))
-        time.sleep(0.05)
 
 
 def wait_metrics(port, pred, timeout=WAIT, what="metrics condition"):
