@@ -14,70 +14,50 @@ uint64_t skip_missed(uint64_t origin_ms, uint64_t period_ms, uint64_t now_ms, ui
   return skipped;
 }
 
-namespace {
-
-void skip_and_warn(uint64_t origin_ms, uint64_t period_ms, uint64_t now_ms, uint64_t* index,
-                   const char* what) {
-  if (uint64_t skipped = skip_missed(origin_ms, period_ms, now_ms, index)) {
-    core::log_event("WARN", "loop stalled: skipped=%llu %s",
-                    static_cast<unsigned long long>(skipped), what);
-  }
-}
-
-}  // namespace
-
 scheduler::scheduler(uv_loop_t* loop, watched_target* const* targets, size_t count,
                      uint64_t interval_ms, uint64_t window_ms, uint64_t origin_ms)
-    : loop_(loop),
-      targets_(targets),
-      count_(count),
-      interval_ms_(interval_ms),
-      window_ms_(window_ms),
-      origin_ms_(origin_ms) {}
+    : loop_(loop), targets_(targets), count_(count), origin_ms_(origin_ms) {
+  polls_ = {this, {}, interval_ms, 0, "polls", &watched_target::poll};
+  reports_ = {this, {}, window_ms, 1, "reports", &watched_target::report};
+}
 
 void scheduler::start() {
-  uv_timer_init(loop_, &poll_timer_);
-  poll_timer_.data = this;
-  uv_timer_init(loop_, &report_timer_);
-  report_timer_.data = this;
+  for (beat* b : {&polls_, &reports_}) {
+    uv_timer_init(loop_, &b->timer);
+    b->timer.data = b;
+  }
   started_ = true;
-  arm(&poll_timer_, on_poll_timer, polls_started_, interval_ms_);
-  arm(&report_timer_, on_report_timer, reports_, window_ms_);
+  arm(polls_);
+  arm(reports_);
 }
 
 void scheduler::stop() {
   if (!started_) return;
-  for (uv_timer_t* timer : {&poll_timer_, &report_timer_}) {
-    auto* h = reinterpret_cast<uv_handle_t*>(timer);
+  for (beat* b : {&polls_, &reports_}) {
+    auto* h = reinterpret_cast<uv_handle_t*>(&b->timer);
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   }
 }
 
-// Slot `index` is due at origin + index * period; a late timer runs it at once.
-void scheduler::arm(uv_timer_t* timer, uv_timer_cb cb, uint64_t index, uint64_t period_ms) {
-  uint64_t due = origin_ms_ + index * period_ms;
+// The next slot is due at origin + next * period; a late timer runs it at once.
+void scheduler::arm(beat& b) {
+  uint64_t due = origin_ms_ + b.next * b.period_ms;
   uint64_t now = uv_now(loop_);
-  uv_timer_start(timer, cb, due > now ? due - now : 0, 0);
+  uv_timer_start(&b.timer, on_beat, due > now ? due - now : 0, 0);
 }
 
 // A poll still running when the next is due makes that one skip (watched_target says so).
-void scheduler::on_poll_timer(uv_timer_t* t) {
-  auto* self = static_cast<scheduler*>(t->data);
-  uint64_t now = uv_now(self->loop_);
-  skip_and_warn(self->origin_ms_, self->interval_ms_, now, &self->polls_started_, "polls");
-  for (size_t i = 0; i < self->count_; ++i) self->targets_[i]->poll(now);
-  ++self->polls_started_;
-  self->arm(&self->poll_timer_, on_poll_timer, self->polls_started_, self->interval_ms_);
-}
-
-// Report r covers the window ending at origin + r * window.
-void scheduler::on_report_timer(uv_timer_t* t) {
-  auto* self = static_cast<scheduler*>(t->data);
-  uint64_t now = uv_now(self->loop_);
-  skip_and_warn(self->origin_ms_, self->window_ms_, now, &self->reports_, "reports");
-  for (size_t i = 0; i < self->count_; ++i) self->targets_[i]->report(now);
-  ++self->reports_;
-  self->arm(&self->report_timer_, on_report_timer, self->reports_, self->window_ms_);
+void scheduler::on_beat(uv_timer_t* t) {
+  auto& b = *static_cast<beat*>(t->data);
+  scheduler& self = *b.owner;
+  uint64_t now = uv_now(self.loop_);
+  if (uint64_t skipped = skip_missed(self.origin_ms_, b.period_ms, now, &b.next)) {
+    core::log_event("WARN", "loop stalled: skipped=%llu %s",
+                    static_cast<unsigned long long>(skipped), b.what);
+  }
+  for (size_t i = 0; i < self.count_; ++i) (self.targets_[i]->*b.run)(now);
+  ++b.next;
+  self.arm(b);
 }
 
 }  // namespace sidecar

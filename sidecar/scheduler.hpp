@@ -31,21 +31,27 @@ class scheduler {
   void stop();
 
  private:
-  static void on_poll_timer(uv_timer_t* t);
-  static void on_report_timer(uv_timer_t* t);
-  void arm(uv_timer_t* timer, uv_timer_cb cb, uint64_t index, uint64_t period_ms);
+  // One periodic task: slot `next` is due at origin + next * period; each runs `run` on
+  // every target. Polls and reports are two of them.
+  struct beat {
+    scheduler* owner = nullptr;
+    uv_timer_t timer{};
+    uint64_t period_ms = 0;
+    uint64_t next = 0;
+    const char* what = "";  // for the stall warning: "polls", "reports"
+    void (watched_target::*run)(uint64_t now_ms) = nullptr;
+  };
+
+  static void on_beat(uv_timer_t* t);
+  void arm(beat& b);
 
   uv_loop_t* loop_;
   watched_target* const* targets_;
   size_t count_;
-  uint64_t interval_ms_;
-  uint64_t window_ms_;
   uint64_t origin_ms_;
-  uint64_t polls_started_ = 0;  // index of the next poll
-  uint64_t reports_ = 1;        // index of the next report (the first ends one window in)
   bool started_ = false;
-  uv_timer_t poll_timer_{};
-  uv_timer_t report_timer_{};
+  beat polls_;    // poll k at origin + k * interval
+  beat reports_;  // report r (the window ending there) at origin + r * window; r starts at 1
 };
 
 }  // namespace sidecar
