@@ -18,6 +18,7 @@ Environment:
 
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -132,6 +133,15 @@ def start_sidecar(sidecar_bin):
             s.kill()
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port that is bound but not listening: connect -> refused."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    yield s.getsockname()[1]
+    s.close()
 
 
 @pytest.fixture

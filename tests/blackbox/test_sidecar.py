@@ -49,15 +49,6 @@ def version_of(sidecar_bin):
     return p.lines()[0].raw.split()[-1]
 
 
-@pytest.fixture
-def closed_port():
-    """A loopback port that is bound but not listening: connect -> refused."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    yield s.getsockname()[1]
-    s.close()
-
-
 # ------------------------------------------------------------------ START and polling
 
 def test_start_line_echoes_configuration(start_sidecar, fake_target, sidecar_bin):

@@ -142,15 +142,6 @@ def pages():
         p.stop()
 
 
-@pytest.fixture
-def refusing_port():
-    """A loopback port that is bound but not listening: connect -> refused."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    yield s.getsockname()[1]
-    s.close()
-
-
 # ------------------------------------------------------------------ helpers
 
 def hp_of(url):
@@ -288,8 +279,8 @@ def test_probe_follows_redirects(start_sidecar, fake_target, pages):
     assert p.hit_count("/d0") >= 1
 
 
-def test_probe_connection_refused(start_sidecar, fake_target, refusing_port):
-    probe = "http://127.0.0.1:%d/" % refusing_port
+def test_probe_connection_refused(start_sidecar, fake_target, closed_port):
+    probe = "http://127.0.0.1:%d/" % closed_port
     s = start_sidecar("--target", fake_target.url, *FAST, "--probes", probe)
     port = metrics_port(s)
     first = s.wait_event("ALERT", target=probe, timeout=1.0 * TF)
