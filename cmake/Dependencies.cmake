@@ -1,34 +1,37 @@
 # Third-party libraries: libuv (pkg-config), libcurl (find_package, or pkg-config --static for
-# fully static builds), c-ares (pkg-config; the sidecar resolves replicas with it), llhttp
-# (installed package, or built here from its C sources), and for the store clients (core_stores)
-# hiredis and libpq (pkg-config; static: see stack_libpq below).
+# fully static builds), c-ares (pkg-config; the sidecar resolves replicas with it), utf8proc
+# (pkg-config; hello's Unicode case mapping; Debian's libutf8proc-dev has the static library
+# too), llhttp (installed package, or built here from its C sources), and for the store clients
+# (core_stores) hiredis and libpq (pkg-config; static: see stack_libpq below).
 find_package(PkgConfig REQUIRED)
 
+# stack_<name>: an INTERFACE target for a pkg-config module. Static builds link its --static
+# flags (with -static every -l finds the .a) and get `define` (the library's "I am linked
+# statically" macro); the others link pkg-config's imported target.
+function(stack_pkg_library name prefix module static_module define)
+  add_library(stack_${name} INTERFACE)
+  if(STACK_STATIC)
+    pkg_check_modules(${prefix} REQUIRED ${static_module})
+    target_include_directories(stack_${name} INTERFACE ${${prefix}_STATIC_INCLUDE_DIRS})
+    if(define)
+      target_compile_definitions(stack_${name} INTERFACE ${define})
+    endif()
+    target_link_libraries(stack_${name} INTERFACE ${${prefix}_STATIC_LDFLAGS})
+  else()
+    pkg_check_modules(${prefix} REQUIRED IMPORTED_TARGET ${module})
+    target_link_libraries(stack_${name} INTERFACE PkgConfig::${prefix})
+  endif()
+endfunction()
+
+stack_pkg_library(libuv LIBUV libuv libuv-static "")
+stack_pkg_library(cares CARES libcares libcares CARES_STATICLIB)
+stack_pkg_library(utf8proc UTF8PROC libutf8proc libutf8proc UTF8PROC_STATIC)
 if(STACK_STATIC)
-  pkg_check_modules(LIBUV REQUIRED libuv-static)
-  add_library(stack_libuv INTERFACE)
-  target_include_directories(stack_libuv INTERFACE ${LIBUV_STATIC_INCLUDE_DIRS})
-  target_link_libraries(stack_libuv INTERFACE ${LIBUV_STATIC_LDFLAGS})
-  pkg_check_modules(LIBCURL REQUIRED libcurl)
-  add_library(stack_libcurl INTERFACE)
-  target_include_directories(stack_libcurl INTERFACE ${LIBCURL_STATIC_INCLUDE_DIRS})
-  target_compile_definitions(stack_libcurl INTERFACE CURL_STATICLIB)
-  target_link_libraries(stack_libcurl INTERFACE ${LIBCURL_STATIC_LDFLAGS})
-  pkg_check_modules(CARES REQUIRED libcares)
-  add_library(stack_cares INTERFACE)
-  target_include_directories(stack_cares INTERFACE ${CARES_STATIC_INCLUDE_DIRS})
-  target_compile_definitions(stack_cares INTERFACE CARES_STATICLIB)
-  target_link_libraries(stack_cares INTERFACE ${CARES_STATIC_LDFLAGS})
+  stack_pkg_library(libcurl LIBCURL libcurl libcurl CURL_STATICLIB)
 else()
-  pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
-  add_library(stack_libuv INTERFACE)
-  target_link_libraries(stack_libuv INTERFACE PkgConfig::LIBUV)
   find_package(CURL REQUIRED)
   add_library(stack_libcurl INTERFACE)
   target_link_libraries(stack_libcurl INTERFACE CURL::libcurl)
-  pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
-  add_library(stack_cares INTERFACE)
-  target_link_libraries(stack_cares INTERFACE PkgConfig::CARES)
 endif()
 
 # llhttp: an explicit source dir wins; then an installed llhttp (CMake package); then the C

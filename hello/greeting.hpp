@@ -1,5 +1,5 @@
-// The greeting route's pure pieces: percent-decoding, UTF-8 validation, Flask-style
-// capitalisation and the JSON answer.
+// The greeting route's pure pieces: percent-decoding, UTF-8 validation, Python-style
+// capitalisation (utf8proc) and the JSON answer.
 #pragma once
 
 #include <cstddef>
@@ -22,9 +22,19 @@ decode_result percent_decode(std::string_view in, char* out, size_t cap, size_t*
 
 using core::valid_utf8;
 
-// Python's str.capitalize() restricted to ASCII: first byte upper-cased, the rest lower-cased;
-// non-ASCII bytes are left as they are.
-void capitalize_ascii(char* s, size_t len);
+// capitalize()'s output for a name of max_name_bytes fits in this: a case mapping at most
+// doubles a character's UTF-8 length (the first one's title case: 2 bytes -> 6), and lowering
+// the others at most grows them by half (U+0130 -> "i\u0307", U+023A -> U+2C65).
+inline constexpr size_t max_capitalized_bytes = 2 * max_name_bytes + 8;
+
+// What Python's str.capitalize() (3.8 and later) does, over all of Unicode: the first character
+// to its title case, every other one to lower case, with the full mappings of SpecialCasing.txt
+// (ß -> Ss, ﬁ -> Fi, ŉ -> ʼN, İ -> i̇) and the final-sigma rule (Σ -> ς at the end of a word).
+// The mappings and the properties come from utf8proc; case_tables.hpp adds the few one-to-many
+// mappings and the Word_Break code points utf8proc does not carry. name must be valid UTF-8.
+// Writes at most cap bytes to out (stopping at a whole character) and returns how many; no
+// allocation.
+size_t capitalize(std::string_view name, char* out, size_t cap);
 
 // {"msg":"Hello, <name>!"} with name JSON-escaped.
 void write_greeting(core::buf_writer& w, std::string_view name);

@@ -156,7 +156,11 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
       if (k == kind::die && a.on_die != nullptr) a.on_die(a.die_ctx);
       break;
     }
-    default: capitalize_ascii(decoded + 1, len - 1); write_greeting(reply.body, path.substr(1));
+    default: {
+      char name[max_capitalized_bytes];
+      size_t n = capitalize(path.substr(1), name, sizeof name);
+      write_greeting(reply.body, std::string_view(name, n));
+    }
   }
 }
 

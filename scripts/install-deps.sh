@@ -6,13 +6,13 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libc-ares-dev node-llhttp
-  rapidjson-dev
+  build-essential cmake ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libc-ares-dev
+  libutf8proc-dev node-llhttp rapidjson-dev
   libgtest-dev libgmock-dev clang clang-format libclang-rt-14-dev
   # the store clients (core_stores): hiredis with its libuv adapter, libpq
   libhiredis-dev libpq-dev
-  # tests
-  python3 python3-pytest python3-requests python3-venv curl ca-certificates prometheus
+  # tests (unicode-data: the Unicode files scripts/gen-case-tables.py reads)
+  python3 python3-pytest unicode-data python3-requests python3-venv curl ca-certificates prometheus
   # scripts/up.sh --self-signed, and the TLS checks of tests/e2e
   openssl
   # real stores for the client and service tests (started by the tests on loopback)

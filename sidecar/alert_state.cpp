@@ -2,16 +2,6 @@
 
 namespace sidecar {
 
-const char* state_name(health_state s) {
-  switch (s) {
-    case health_state::unknown: return "unknown";
-    case health_state::healthy: return "healthy";
-    case health_state::degraded: return "degraded";
-    case health_state::down: return "down";
-  }
-  return "unknown";
-}
-
 alert_step alert_state::on_result(outcome o, uint64_t now_ms) {
   alert_step step;
   if (o == outcome::ok) {
@@ -40,8 +30,7 @@ alert_step alert_state::on_result(outcome o, uint64_t now_ms) {
   ++run_failures_;
   oks_ = 0;
   step.consecutive = fails_;
-  health_state failed_state =
-      (o == outcome::unhealthy || o == outcome::slow) ? health_state::degraded : health_state::down;
+  health_state failed_state = state_of(o);
   if (fails_ >= fail_after_) {
     step.alert = true;
     alerting_ = true;

@@ -1,8 +1,6 @@
-// The target's state as the sidecar reports it, and when to alert and recover.
-//
-//   healthy   the last polls succeeded
-//   degraded  answers come, but /health says healthy:false, or the round trip is too slow
-//   down      no valid 200 answer (status, timeout, connect, dns, body)
+// A replica's state over time as the sidecar reports it, and when to alert and recover. What
+// one poll stands for (healthy, degraded, down) is the verdict's (verdict.hpp: state_of); this
+// decides only when the state changes:
 //
 // Below the threshold a failure leaves a known state as it is (no flapping), but takes the
 // state out of "unknown" (before any poll). A failure alerts once `fail_after` polls in a row have
@@ -13,12 +11,9 @@
 
 #include <cstdint>
 
-#include "poller.hpp"
+#include "verdict.hpp"
 
 namespace sidecar {
-
-enum class health_state : uint8_t { unknown, healthy, degraded, down };
-const char* state_name(health_state s);
 
 struct alert_step {
   bool alert = false;            // print an ALERT for this poll

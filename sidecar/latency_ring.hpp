@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "outcome.hpp"
+#include "verdict.hpp"
 
 namespace sidecar {
 
@@ -51,7 +51,6 @@ class latency_ring {
   // Percentiles are nearest-rank over a scratch array sized with the ring: no allocation.
   window_stats window(uint64_t now_ms, uint64_t window_ms);
 
-  size_t capacity() const { return capacity_; }
   size_t size() const { return size_; }
 
  private:

@@ -3,24 +3,9 @@
 #include <cstdio>
 #include <cstring>
 
-#include "health_parse.hpp"
 #include "log.hpp"
 
 namespace sidecar {
-
-const char* outcome_name(outcome o) {
-  switch (o) {
-    case outcome::ok: return "ok";
-    case outcome::status: return "status";
-    case outcome::unhealthy: return "unhealthy";
-    case outcome::slow: return "slow";
-    case outcome::timeout: return "timeout";
-    case outcome::connect: return "connect";
-    case outcome::dns: return "dns";
-    case outcome::body: return "body";
-  }
-  return "unknown";
-}
 
 struct poller::internals {
   // --- curl -> libuv -----------------------------------------------------------------------
@@ -116,69 +101,32 @@ struct poller::internals {
       curl_multi_remove_handle(self->multi_, msg->easy_handle);
       if (t == nullptr) continue;
       t->in_flight_ = false;
-      poll_result r;
-      classify(self, *t, code, r);
-      t->on_result_(t->ctx_, r);
+      poll_facts facts;
+      collect(self, *t, code, facts);
+      t->on_result_(t->ctx_, facts);
     }
   }
 
-  static void classify(poller* self, transfer& t, CURLcode code, poll_result& r) {
+  // What the GET came to, as facts; the body stays in the transfer until its next start.
+  static void collect(poller* self, transfer& t, CURLcode code, poll_facts& f) {
     curl_off_t total_us = 0;
     curl_easy_getinfo(t.easy_, CURLINFO_TOTAL_TIME_T, &total_us);
-    r.rtt = static_cast<double>(total_us) / 1e6;
-    curl_easy_getinfo(t.easy_, CURLINFO_RESPONSE_CODE, &r.http_status);
-    r.has_rtt = r.http_status != 0;
-    const char* why = t.curl_error_[0] != '\0' ? t.curl_error_ : curl_easy_strerror(code);
+    f.round_trip = static_cast<double>(total_us) / 1e6;
+    curl_easy_getinfo(t.easy_, CURLINFO_RESPONSE_CODE, &f.http_status);
+    f.timeout_ms = self->timeout_ms_;
+    f.error_text = t.curl_error_[0] != '\0' ? t.curl_error_ : curl_easy_strerror(code);
     switch (code) {
-      case CURLE_OK: break;
-      case CURLE_OPERATION_TIMEDOUT:
-        r.result = outcome::timeout;
-        snprintf(r.detail, sizeof r.detail, "no answer within %llums",
-                 static_cast<unsigned long long>(self->timeout_ms_));
-        return;
+      case CURLE_OK:
+        f.error_text = "";
+        if (t.kind_ == check_kind::health) f.body = std::string_view(t.body_, t.body_len_);
+        break;
+      case CURLE_OPERATION_TIMEDOUT: f.error = transport_error::timeout; break;
       case CURLE_COULDNT_RESOLVE_HOST:
-      case CURLE_COULDNT_RESOLVE_PROXY:
-        r.result = outcome::dns;
-        snprintf(r.detail, sizeof r.detail, "%s", why);
-        return;
+      case CURLE_COULDNT_RESOLVE_PROXY: f.error = transport_error::resolve; break;
       case CURLE_WRITE_ERROR:
-        if (t.body_overflow_) {
-          r.result = outcome::body;
-          snprintf(r.detail, sizeof r.detail, "body larger than %zu bytes", transfer::max_body);
-          return;
-        }
-        [[fallthrough]];
-      default:
-        r.result = outcome::connect;
-        snprintf(r.detail, sizeof r.detail, "%s", why);
-        return;
-    }
-    if (t.kind_ == check_kind::http) {
-      if (r.http_status < 200 || r.http_status > 299) {
-        r.result = outcome::status;
-        snprintf(r.detail, sizeof r.detail, "HTTP %ld", r.http_status);
-      }
-      return;
-    }
-    if (r.http_status != 200) {
-      r.result = outcome::status;
-      snprintf(r.detail, sizeof r.detail, "HTTP %ld", r.http_status);
-      return;
-    }
-    health_reading reading;
-    if (const char* err = parse_health(std::string_view(t.body_, t.body_len_), &reading)) {
-      r.result = outcome::body;
-      // The raw start of the body; the log line escapes it (once) for text or JSON.
-      int shown = static_cast<int>(t.body_len_ < 40 ? t.body_len_ : 40);
-      snprintf(r.detail, sizeof r.detail, "%s: %.*s", err, shown, t.body_);
-      return;
-    }
-    r.has_latency = true;
-    r.latency = reading.latency;
-    r.healthy = reading.healthy;
-    if (!reading.healthy) {
-      r.result = outcome::unhealthy;
-      snprintf(r.detail, sizeof r.detail, "healthy=false latency=%.6f", reading.latency);
+        f.error = t.body_overflow_ ? transport_error::body_too_large : transport_error::connect;
+        break;
+      default: f.error = transport_error::connect; break;
     }
   }
 };

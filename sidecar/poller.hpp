@@ -15,32 +15,19 @@
 #include <cstdint>
 #include <memory>
 
-#include "outcome.hpp"
 #include "poll_slots.hpp"
+#include "verdict.hpp"
 
 namespace sidecar {
-
-// What a good answer is. health: 200 with a /health body ({"healthy":true,"latency":...});
-// http: any 2xx after at most 5 redirects (an external probe; the body is read and dropped).
-enum class check_kind : uint8_t { health, http };
-
-struct poll_result {
-  outcome result = outcome::ok;
-  long http_status = 0;
-  bool has_latency = false;
-  double latency = 0;  // reported by /health, seconds
-  bool healthy = false;
-  bool has_rtt = false;  // an HTTP answer came back (any status)
-  double rtt = 0;        // measured round trip, seconds
-  char detail[CURL_ERROR_SIZE] = "";
-};
 
 class poller;
 
 // One URL's easy handle and what a GET of it collects. Owned by its caller, set up once.
+// A finished GET is reported as facts (status, body, round trip, error kind), never judged
+// here: verdict.hpp's judge() says what they mean.
 struct transfer {
-  using result_fn = void (*)(void* ctx, const poll_result& result);
-  static constexpr size_t max_body = 16 * 1024;
+  using result_fn = void (*)(void* ctx, const poll_facts& facts);
+  static constexpr size_t max_body = max_health_body;
 
   transfer() = default;
   transfer(const transfer&) = delete;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "address.hpp"
 #include "log.hpp"
 
 namespace sidecar {
@@ -107,20 +108,6 @@ struct resolver::internals {
 
   // --- results -----------------------------------------------------------------------------
 
-  static bool address_less(const sockaddr_storage& a, const sockaddr_storage& b) {
-    if (a.ss_family != b.ss_family) return a.ss_family == AF_INET;
-    if (a.ss_family == AF_INET) {
-      return memcmp(&reinterpret_cast<const sockaddr_in&>(a).sin_addr,
-                    &reinterpret_cast<const sockaddr_in&>(b).sin_addr, sizeof(in_addr)) < 0;
-    }
-    return memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
-                  &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) < 0;
-  }
-
-  static bool address_equal(const sockaddr_storage& a, const sockaddr_storage& b) {
-    return !address_less(a, b) && !address_less(b, a);
-  }
-
   static void on_addrinfo(void* arg, int status, int, ares_addrinfo* info) {
     auto* q = static_cast<query*>(arg);
     resolver* self = q->owner;
@@ -151,7 +138,7 @@ struct resolver::internals {
     if (!self->timing_out_) rearm_deadline(self);
     std::sort(out.addr, out.addr + out.count, address_less);
     out.count =
-        static_cast<size_t>(std::unique(out.addr, out.addr + out.count, address_equal) - out.addr);
+        static_cast<size_t>(std::unique(out.addr, out.addr + out.count, same_address) - out.addr);
     if (status == ARES_SUCCESS && out.count == 0) status = ARES_ENODATA;
     done(ctx, status, status == ARES_SUCCESS ? "" : ares_strerror(status), out);
   }
@@ -252,19 +239,6 @@ void resolver::close() {
     auto* t = reinterpret_cast<uv_handle_t*>(timer);
     if (timer_open_ && !uv_is_closing(t)) uv_close(t, nullptr);
   }
-}
-
-size_t format_address(const sockaddr_storage& a, int port, char* out, size_t size) {
-  char ip[INET6_ADDRSTRLEN] = "";
-  int n = 0;
-  if (a.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, ip, sizeof ip);
-    n = snprintf(out, size, "[%s]:%d", ip, port);
-  } else {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(a).sin_addr, ip, sizeof ip);
-    n = snprintf(out, size, "%s:%d", ip, port);
-  }
-  return n < 0 ? 0 : static_cast<size_t>(n);
 }
 
 }  // namespace sidecar

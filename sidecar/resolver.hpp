@@ -79,7 +79,4 @@ class resolver {
   resolved_addresses result_;  // filled in the c-ares callback, handed to done
 };
 
-// "10.0.0.3:8080" or "[fd00::3]:8080".
-size_t format_address(const sockaddr_storage& a, int port, char* out, size_t size);
-
 }  // namespace sidecar

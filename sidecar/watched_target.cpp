@@ -5,53 +5,31 @@
 #include <cstdio>
 #include <cstring>
 
+#include "address.hpp"
 #include "log.hpp"
 #include "report.hpp"
+#include "url.hpp"
 
 namespace sidecar {
-namespace {
-
-bool same_ip(const sockaddr_storage& a, const sockaddr_storage& b) {
-  if (a.ss_family != b.ss_family) return false;
-  if (a.ss_family == AF_INET) {
-    return memcmp(&reinterpret_cast<const sockaddr_in&>(a).sin_addr,
-                  &reinterpret_cast<const sockaddr_in&>(b).sin_addr, sizeof(in_addr)) == 0;
-  }
-  return memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
-                &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) == 0;
-}
-
-}  // namespace
-
 watched_target::watched_target(poller& p, resolver* r, const watch_options& options)
     : poller_(p),
       resolver_(r),
       options_(options),
+      policy_{options.kind, options.slow_ms},
       slot_count_(options.max_replicas < 1 ? 1 : options.max_replicas),
       total_(latency_ring::capacity_for(options.window_ms, options.interval_ms) *
              (options.max_replicas < 1 ? 1 : options.max_replicas)),
       dns_alerts_(options.fail_after, options.recover_after) {}
 
 bool watched_target::init(const char** error) {
-  CURLU* u = curl_url();
-  char* host = nullptr;
-  char* port = nullptr;
-  CURLUcode rc = curl_url_set(u, CURLUPART_URL, options_.url, 0);
-  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
-  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-  bool ok = rc == CURLUE_OK && host != nullptr && port != nullptr && strlen(host) < sizeof host_;
-  if (ok) {
-    snprintf(host_, sizeof host_, "%s", host);
-    port_ = atoi(port);
-    snprintf(host_port_, sizeof host_port_, "%s:%d", host_, port_);
-  }
-  curl_free(host);
-  curl_free(port);
-  curl_url_cleanup(u);
-  if (!ok) {
-    *error = "not a URL with a host";
+  url_parts url;
+  if (const char* why = parse_url(options_.url, &url)) {
+    *error = why;
     return false;
   }
+  snprintf(host_, sizeof host_, "%s", url.host);
+  port_ = url.port;
+  snprintf(host_port_, sizeof host_port_, "%s:%d", host_, port_);
   in_addr a4{};
   bool literal = host_[0] == '[' || inet_pton(AF_INET, host_, &a4) == 1;
   expand_ = options_.replicas && !literal && resolver_ != nullptr;
@@ -68,7 +46,7 @@ bool watched_target::init(const char** error) {
   if (!expand_) {
     // One address, the URL's own (curl resolves a name itself).
     slots_[0]->monitor.reset(host_port_);
-    slots_[0]->state = slot_state::active;
+    slots_[0]->place.state = slot_state::active;
   }
   return true;
 }
@@ -120,10 +98,16 @@ void watched_target::on_resolved(void* ctx, int status, const char* reason,
 // reason dns. The name no longer says where the replicas are, so they leave (with their
 // series); the next good lookup brings them back.
 void watched_target::record_dns(bool ok, const char* reason, uint64_t now_ms) {
-  poll_result r;
+  char why[max_detail];
+  poll_facts facts;
   if (!ok) {
-    r.result = outcome::dns;
-    snprintf(r.detail, sizeof r.detail, "cannot resolve %.160s: %.60s", host_, reason);
+    snprintf(why, sizeof why, "cannot resolve %.160s: %.60s", host_, reason);
+    facts.error = transport_error::resolve;
+    facts.error_text = why;
+  }
+  // Only the lookup's outcome counts here: ok, or dns.
+  poll_result r = ok ? poll_result{} : judge(facts, policy_);
+  if (!ok) {
     ++dns_failures_;
     poll_sample s;
     s.at_ms = now_ms;
@@ -141,42 +125,24 @@ void watched_target::record_dns(bool ok, const char* reason, uint64_t now_ms) {
 void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms) {
   (void)now_ms;
   size_t active = replica_count();
-  for (size_t i = 0; i < slot_count_; ++i) {
+  auto place = [&](size_t i) -> slot_place& { return slots_[i]->place; };
+  auto in_flight = [&](size_t i) { return slots_[i]->xfer.in_flight(); };
+  auto left = [&](size_t i) {
+    log_replica_change(options_.url, slots_[i]->monitor.replica(), "left", --active);
+  };
+  auto joined = [&](size_t i, size_t k) {
     slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
-    bool still = false;
-    for (size_t k = 0; k < result.count && !still; ++k) still = same_ip(s.addr, result.addr[k]);
-    if (still) continue;
-    // A transfer in flight finishes first; its result is dropped and the slot freed then.
-    s.state = s.xfer.in_flight() ? slot_state::leaving : slot_state::free;
-    log_replica_change(options_.url, s.monitor.replica(), "left", --active);
-  }
-  size_t unplaced = 0;
-  for (size_t k = 0; k < result.count; ++k) {
-    bool known = false;
-    for (size_t i = 0; i < slot_count_ && !known; ++i) {
-      known = slots_[i]->state == slot_state::active && same_ip(slots_[i]->addr, result.addr[k]);
-    }
-    if (known) continue;
-    slot* free_slot = nullptr;
-    for (size_t i = 0; i < slot_count_ && free_slot == nullptr; ++i) {
-      if (slots_[i]->state == slot_state::free) free_slot = slots_[i].get();
-    }
-    if (free_slot == nullptr) {
-      ++unplaced;
-      continue;
-    }
     char label[64];
     format_address(result.addr[k], port_, label, sizeof label);
-    free_slot->addr = result.addr[k];
-    free_slot->monitor.reset(label);
-    if (!poller_.pin_address(free_slot->xfer, label)) {
+    s.monitor.reset(label);
+    if (!poller_.pin_address(s.xfer, label)) {
       core::log_event("ERROR", "cannot pin %s to %s", options_.url, label);
-      continue;
+      return false;
     }
-    free_slot->state = slot_state::active;
     log_replica_change(options_.url, label, "joined", ++active);
-  }
+    return true;
+  };
+  size_t unplaced = reconcile_slots(slot_count_, place, in_flight, result, left, joined);
   if ((unplaced > 0 || result.truncated) && !warned_full_) {
     warned_full_ = true;
     core::log_event("WARN", "target=%s has more addresses than --max-replicas=%zu; not probed=%zu",
@@ -187,7 +153,7 @@ void watched_target::reconcile(const resolved_addresses& result, uint64_t now_ms
 void watched_target::start_polls(uint64_t budget_ms) {
   for (size_t i = 0; i < slot_count_; ++i) {
     slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
+    if (s.place.state != slot_state::active) continue;
     if (!poller_.start(s.xfer, budget_ms)) {
       core::log_event("WARN", "poll skipped: previous poll of %s still running",
                       s.monitor.replica());
@@ -195,15 +161,15 @@ void watched_target::start_polls(uint64_t budget_ms) {
   }
 }
 
-void watched_target::on_result(void* ctx, const poll_result& result) {
+void watched_target::on_result(void* ctx, const poll_facts& facts) {
   auto* s = static_cast<slot*>(ctx);
-  if (s->state == slot_state::leaving) {
-    s->state = slot_state::free;
+  if (s->place.state == slot_state::leaving) {
+    s->place.state = slot_state::free;
     return;
   }
-  if (s->state != slot_state::active) return;
+  if (s->place.state != slot_state::active) return;
   watched_target* self = s->owner;
-  poll_sample sample = s->monitor.record(result, self->now());
+  poll_sample sample = s->monitor.record(judge(facts, self->policy_), self->now());
   self->total_.push(sample);
 }
 
@@ -211,7 +177,7 @@ void watched_target::report(uint64_t now_ms) {
   size_t n = replica_count();
   for (size_t i = 0; i < slot_count_; ++i) {
     slot& s = *slots_[i];
-    if (s.state == slot_state::active) s.monitor.report(now_ms, n > 1);
+    if (s.place.state == slot_state::active) s.monitor.report(now_ms, n > 1);
   }
   window_stats st = total_.window(now_ms, options_.window_ms);
   report_labels who{options_.url, nullptr, n, options_.kind};
@@ -224,7 +190,7 @@ outcome watched_target::reason() const {
   outcome degraded = outcome::ok;
   for (size_t i = 0; i < slot_count_; ++i) {
     const slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
+    if (s.place.state != slot_state::active) continue;
     if (s.monitor.state() == health_state::down) return s.monitor.reason();
     if (s.monitor.state() == health_state::degraded && degraded == outcome::ok) {
       degraded = s.monitor.reason();
@@ -234,30 +200,17 @@ outcome watched_target::reason() const {
 }
 
 health_state watched_target::state() const {
-  if (expand_ && dns_alerts_.state() == health_state::down) return health_state::down;
-  size_t active = 0, healthy = 0, down = 0, unknown = 0;
+  replica_tally tally;
   for (size_t i = 0; i < slot_count_; ++i) {
     const slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
-    ++active;
-    switch (s.monitor.state()) {
-      case health_state::healthy: ++healthy; break;
-      case health_state::down: ++down; break;
-      case health_state::unknown: ++unknown; break;
-      case health_state::degraded: break;
-    }
+    if (s.place.state == slot_state::active) tally.add(s.monitor.state());
   }
-  if (active == 0 || unknown == active) return health_state::unknown;
-  if (healthy == active) return health_state::healthy;
-  // No replica has given a valid 200 yet (the others not polled yet do not count).
-  if (down + unknown == active) return health_state::down;
-  if (healthy + unknown == active) return health_state::healthy;
-  return health_state::degraded;
+  return target_state(tally, expand_ && dns_alerts_.state() == health_state::down);
 }
 
 size_t watched_target::replica_count() const {
   size_t n = 0;
-  for (size_t i = 0; i < slot_count_; ++i) n += slots_[i]->state == slot_state::active;
+  for (size_t i = 0; i < slot_count_; ++i) n += slots_[i]->place.state == slot_state::active;
   return n;
 }
 
@@ -265,7 +218,7 @@ size_t watched_target::series(metrics_series* out) const {
   size_t n = 0;
   for (size_t i = 0; i < slot_count_; ++i) {
     const slot& s = *slots_[i];
-    if (s.state != slot_state::active) continue;
+    if (s.place.state != slot_state::active) continue;
     out[n++] = {&s.monitor.metrics(), options_.url, s.monitor.replica(), s.monitor.state()};
   }
   return n;

@@ -4,7 +4,7 @@
 // not an address) and each of its addresses is probed as a replica of its own, so that
 // `--scale hello=3` or Swarm's tasks.hello shows three replicas, and replicas that come and go
 // are followed (REPLICA joined/left). Each replica gets a slot from a fixed pool sized at
-// start-up (--max-replicas): a curl transfer pinned to that address and a target_monitor. The
+// start-up (--max-replicas): a curl transfer pinned to that address and a replica_monitor. The
 // target's total (every replica's samples plus DNS failures) has a ring of its own.
 #pragma once
 
@@ -16,8 +16,9 @@
 #include "latency_ring.hpp"
 #include "poller.hpp"
 #include "probe_metrics.hpp"
+#include "replica_monitor.hpp"
+#include "replica_set.hpp"
 #include "resolver.hpp"
-#include "target_monitor.hpp"
 
 namespace sidecar {
 
@@ -53,31 +54,26 @@ class watched_target {
   outcome reason() const;
   size_t replica_count() const;
   const char* url() const { return options_.url; }
-  const char* host_port() const { return host_port_; }
   check_kind kind() const { return options_.kind; }
   bool follows_replicas() const { return expand_; }
-  const latency_ring& total_ring() const { return total_; }
   uint64_t dns_failures() const { return dns_failures_; }
   // Appends one metrics_series per live replica to out (at most max_replicas); returns count.
   size_t series(metrics_series* out) const;
   size_t max_series() const { return slot_count_; }
 
  private:
-  enum class slot_state : uint8_t { free, active, leaving };
   struct slot {
     slot(const watch_options& o)
-        : monitor(o.url, o.kind, o.window_ms, o.interval_ms, o.fail_after, o.recover_after,
-                  o.slow_ms) {}
+        : monitor(o.url, o.kind, o.window_ms, o.interval_ms, o.fail_after, o.recover_after) {}
     watched_target* owner = nullptr;
     transfer xfer;
-    target_monitor monitor;
-    sockaddr_storage addr{};
-    slot_state state = slot_state::free;
+    replica_monitor monitor;
+    slot_place place;  // address and state (replica_set.hpp)
   };
 
   static void on_resolved(void* ctx, int status, const char* reason,
                           const resolved_addresses& result);
-  static void on_result(void* ctx, const poll_result& result);
+  static void on_result(void* ctx, const poll_facts& facts);
   void reconcile(const resolved_addresses& result, uint64_t now_ms);
   void start_polls(uint64_t budget_ms);
   uint64_t budget_left(uint64_t now_ms) const;
@@ -87,6 +83,7 @@ class watched_target {
   poller& poller_;
   resolver* resolver_;
   watch_options options_;
+  check_policy policy_;
   bool expand_ = false;  // resolve and follow replicas (a name, replicas on)
   bool resolving_ = false;
   uint64_t poll_started_ms_ = 0;

@@ -18,6 +18,7 @@ Environment:
 
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -47,6 +48,25 @@ def hello_bin():
     return HELLO_BIN
 
 
+def _stop_all(procs):
+    """Teardown of the start_* fixtures: every process still running gets SIGTERM and must
+    exit 0 with `EXIT code=0`; one that already ended must have ended cleanly."""
+    errors = []
+    for p in procs:
+        try:
+            if p.running():
+                p.assert_clean_exit(signal.SIGTERM, timeout=WAIT)
+            else:
+                p.wait(1.0)
+                p.assert_clean()
+        except AssertionError as e:
+            errors.append(str(e))
+        finally:
+            p.kill()
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
+
+
 @pytest.fixture
 def start_hello(hello_bin):
     """start_hello(*flags, env={...}, listen=True) -> running Hello with .port.
@@ -69,24 +89,6 @@ def start_hello(hello_bin):
 
     yield start
     _stop_all(procs)
-
-
-def _stop_all(procs):
-    """Teardown: every server still running must stop on SIGTERM with a clean exit."""
-    errors = []
-    for h in procs:
-        try:
-            if h.running():
-                h.assert_clean_exit(signal.SIGTERM, timeout=WAIT)
-            else:
-                h.wait(1.0)
-                h.assert_clean()
-        except AssertionError as e:
-            errors.append(str(e))
-        finally:
-            h.kill()
-    if errors:
-        pytest.fail("\n\n".join(errors), pytrace=False)
 
 
 @pytest.fixture
@@ -138,21 +140,16 @@ def start_sidecar(sidecar_bin):
         return s
 
     yield start
+    _stop_all(procs)
 
-    errors = []
-    for s in procs:
-        try:
-            if s.running():
-                s.assert_clean_exit(signal.SIGTERM, timeout=WAIT)
-            else:
-                s.wait(1.0)
-                s.assert_clean()
-        except AssertionError as e:
-            errors.append(str(e))
-        finally:
-            s.kill()
-    if errors:
-        pytest.fail("\n\n".join(errors), pytrace=False)
+
+@pytest.fixture
+def closed_port():
+    """A loopback port that is bound but not listening: connect -> refused."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    yield s.getsockname()[1]
+    s.close()
 
 
 @pytest.fixture

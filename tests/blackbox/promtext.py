@@ -1,6 +1,6 @@
-"""Prometheus text exposition for the black-box tests: find a sidecar's metrics port, scrape
-it, parse the samples, and check the text with promtool (Debian's prometheus package) when it
-is installed."""
+"""Prometheus text exposition for the black-box tests (hello's and the sidecar's /metrics):
+find a sidecar's metrics port, scrape it, parse the text (one parser, Metrics), and check it
+with promtool (Debian's prometheus package) when it is installed."""
 
 import http.client
 import os
@@ -37,17 +37,53 @@ def scrape_text(port):
     return body
 
 
+_SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: -?\d+)?$')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+class Metrics:
+    """The samples and family types of an exposition text; a malformed line or a sample given
+    twice fails."""
+
+    def __init__(self, text):
+        self.text = text
+        self.types = {}    # family name -> type
+        self.samples = {}  # (name, frozenset(labels)) -> value
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                parts = line.split(" ")
+                assert len(parts) == 4, "bad TYPE line %r" % line
+                self.types[parts[2]] = parts[3]
+                continue
+            if not line.strip() or line.startswith("#"):
+                continue
+            m = _SAMPLE_RE.match(line)
+            assert m, "malformed sample line %r" % line
+            labels = frozenset(_LABEL_RE.findall(m.group(2) or ""))
+            key = (m.group(1), labels)
+            assert key not in self.samples, "duplicate sample %r" % line
+            self.samples[key] = float(m.group(3))
+
+    def named(self, name):
+        """[(labels dict, value)] of every sample called name."""
+        return [(dict(l), v) for (n, l), v in self.samples.items() if n == name]
+
+    def one(self, name, **labels):
+        want = frozenset(labels.items())
+        hits = [v for (n, l), v in self.samples.items() if n == name and want <= l]
+        assert len(hits) == 1, "want one %s%r sample, got %r\n%s" % (name, labels, hits, self.text)
+        return hits[0]
+
+    def value(self, name, default=0.0, **labels):
+        return self.samples.get((name, frozenset(labels.items())), default)
+
+    def type_of(self, family):
+        return self.types.get(family)
+
+
 def samples(text):
     """{(name, frozenset(labels)): value} of the exposition text."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        assert m, "malformed sample line: %r" % line
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
+    return Metrics(text).samples
 
 
 def sample(m, name, **labels):

@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from answers import assert_open
+from answers import assert_common_headers, assert_open
 from bbenv import TF, WAIT
 from rawhttp import Conn, build
-from test_hello import assert_common_headers
 
 STALLED = b"GET /stalled HTTP/1.1\r\nHost: x\r\nX-Half: "  # never completed
 

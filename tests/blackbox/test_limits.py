@@ -9,11 +9,10 @@ import time
 
 import pytest
 
-from answers import assert_error_answer, assert_only_error, assert_open
+from answers import assert_error_answer, assert_json_answer, assert_only_error, assert_open
 from bbenv import TF, WAIT
 from bbproc import run_to_completion
 from rawhttp import Conn, build
-from test_hello import assert_json_answer
 
 HELLO_BAZ = b'{"msg":"Hello, Baz!"}'
 KiB = 1024

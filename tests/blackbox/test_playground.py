@@ -10,20 +10,20 @@ bytes are exactly what a client receives. Every wait is bounded.
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from answers import assert_error_answer, assert_only_error
+from answers import (assert_common_headers, assert_error_answer, assert_json_answer,
+                     assert_only_error)
 from bbenv import TF, WAIT
 from bbproc import run_to_completion, sanitizer_report
+from promtext import Metrics, promtool_check
 from rawhttp import Conn, build, get
-from test_hello import assert_common_headers, assert_json_answer
+from waits import wait_until
 
 VERSION = "0.1.0"
 STATUS_KEYS = ["instance", "state", "uptime_s", "requests", "version"]
@@ -90,58 +90,9 @@ def chaos(port, path, method="GET", iid=None, state=None):
     return r
 
 
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "not within %.1fs: %s" % (timeout, what)
-        time.sleep(0.05)
 
 
 # -- Prometheus text
-
-_SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: -?\d+)?$')
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-class Metrics:
-    def __init__(self, text):
-        self.text = text
-        self.types = {}    # family name -> type
-        self.samples = {}  # (name, frozenset(labels)) -> value
-        for line in text.splitlines():
-            if line.startswith("# TYPE "):
-                parts = line.split(" ")
-                assert len(parts) == 4, "bad TYPE line %r" % line
-                self.types[parts[2]] = parts[3]
-                continue
-            if not line.strip() or line.startswith("#"):
-                continue
-            m = _SAMPLE_RE.match(line)
-            assert m, "malformed sample line %r" % line
-            labels = frozenset(_LABEL_RE.findall(m.group(2) or ""))
-            key = (m.group(1), labels)
-            assert key not in self.samples, "duplicate sample %r" % line
-            self.samples[key] = float(m.group(3))
-
-    def named(self, name):
-        """[(labels dict, value)] of every sample called name."""
-        return [(dict(l), v) for (n, l), v in self.samples.items() if n == name]
-
-    def one(self, name, **labels):
-        want = frozenset(labels.items())
-        hits = [v for (n, l), v in self.samples.items() if n == name and want <= l]
-        assert len(hits) == 1, "want one %s%r sample, got %r\n%s" % (name, labels, hits, self.text)
-        return hits[0]
-
-    def value(self, name, default=0.0, **labels):
-        return self.samples.get((name, frozenset(labels.items())), default)
-
-    def type_of(self, family):
-        return self.types.get(family)
-
 
 def scrape(port, iid=None):
     r = get(port, "/metrics")
@@ -153,16 +104,6 @@ def scrape(port, iid=None):
     if iid is not None:
         assert_served_by(r, iid)
     return Metrics(r.body.decode("utf-8"))
-
-
-def promtool_check(text):
-    tool = shutil.which("promtool")
-    if tool is None:
-        pytest.skip("promtool not installed")
-    p = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True,
-                       timeout=30)
-    assert p.returncode == 0, "promtool check metrics failed:\n%s%s\n--- text:\n%s" % (
-        p.stdout, p.stderr, text)
 
 
 # -- small TCP servers for --healthcheck

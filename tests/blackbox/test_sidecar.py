@@ -15,102 +15,13 @@ import pytest
 
 from bbenv import SANITIZED, TF, WAIT
 from bbproc import rss_kib, run_to_completion, sanitizer_report
+from sidecar_lines import (ALERT_KEYS, DUR_RE, REASONS, RTT_KEYS, START_KEYS, check_alert,
+                           check_recovered, check_report, dur, parse_report)
 from fake_target import Action, health_body
 
 FAST = ("--interval", "200ms", "--window", "1s", "--timeout", "100ms")
 INTERVAL = 0.2
 WINDOW = 1.0
-
-DUR_RE = re.compile(r"^(\d+)(ms|s|m)$")
-# window state samples failures [best worst avg] [rtt_p50 rtt_p95 rtt_p99 rtt_max] [no-samples note]
-REPORT_RE = re.compile(
-    r"^target=(?P<target>\S+) (?:replica=(?P<replica>\S+)|replicas=(?P<replicas>\d+)) window=(?P<window>\S+) state=(?P<state>[a-z]+)(?: reason=(?P<reason>[a-z]+))? samples=(?P<samples>\d+) "
-    r"failures=(?P<failures>\d+)"
-    r"(?: best=(?P<best>\d+\.\d{6})s worst=(?P<worst>\d+\.\d{6})s avg=(?P<avg>\d+\.\d{6})s)?"
-    r"(?: rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
-    r" rtt_p99=(?P<rtt_p99>\d+\.\d{3})ms rtt_max=(?P<rtt_max>\d+\.\d{3})ms)?"
-    r"(?: no latency samples in the past (?P<past>\S+))?$"
-)
-REASONS = {"status", "unhealthy", "slow", "timeout", "connect", "dns", "body"}
-STATES = {"unknown", "healthy", "degraded", "down"}
-RTT_KEYS = ("rtt_p50", "rtt_p95", "rtt_p99", "rtt_max")
-START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
-              "recover_after", "ring", "replicas", "probes"]
-ALERT_KEYS = ["reason", "target", "replica", "state", "consecutive", "detail"]
-RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
-SECONDS3_RE = re.compile(r"^\d+\.\d{3}s$")
-
-
-def dur(text):
-    """'250ms' / '10s' / '1m' -> seconds (float)."""
-    m = DUR_RE.match(text or "")
-    assert m, "not a DUR: %r" % text
-    n = int(m.group(1))
-    return n / 1000.0 if m.group(2) == "ms" else n * (60 if m.group(2) == "m" else 1)
-
-
-def _check_report(rep, raw):
-    """Invariants every REPORT keeps, whatever the format."""
-    assert rep["state"] in STATES, raw
-    if rep["samples"] > 0:
-        assert rep.get("best") is not None, "samples > 0 without best/worst/avg: " + raw
-        assert rep["best"] <= rep["avg"] <= rep["worst"], raw
-        assert rep.get("note") is None, "samples > 0 with the no-samples note: " + raw
-    else:
-        assert rep.get("best") is None, "samples=0 with best/worst/avg: " + raw
-        assert rep.get("note") == "no latency samples in the past %s" % rep["window_text"], raw
-    if rep["rtt"] is not None:
-        r = rep["rtt"]
-        assert 0 <= r["rtt_p50"] <= r["rtt_p95"] <= r["rtt_p99"] <= r["rtt_max"], \
-            "rtt percentiles out of order: " + raw
-
-
-def parse_report(line):
-    """A text REPORT -> {window, window_text, state, samples, failures, best, worst, avg,
-    rtt ({rtt_p50..rtt_max} in ms, or None), note}."""
-    m = REPORT_RE.match(line.rest)
-    assert m, "REPORT line not in contract form: %r" % line.raw
-    d = m.groupdict()
-    assert (d["reason"] is not None) == (d["state"] in ("degraded", "down")), \
-        "a degraded or down REPORT says why, a healthy one does not: " + line.raw
-    rep = {"window": dur(d["window"]), "window_text": d["window"], "state": d["state"],
-           "reason": d["reason"],
-           "samples": int(d["samples"]), "failures": int(d["failures"]),
-           "best": None, "worst": None, "avg": None, "rtt": None, "note": None}
-    if d["best"] is not None:
-        rep.update(best=float(d["best"]), worst=float(d["worst"]), avg=float(d["avg"]))
-    if d["rtt_p50"] is not None:
-        rep["rtt"] = {k: float(d[k]) for k in RTT_KEYS}
-    if d["past"] is not None:
-        rep["note"] = "no latency samples in the past %s" % d["past"]
-    _check_report(rep, line.raw)
-    return rep
-
-
-def parse_recovered(line):
-    """A text RECOVERED -> (after seconds, failures)."""
-    assert list(line.fields) == RECOVERED_KEYS, line.raw
-    assert line.fields["state"] == "healthy", line.raw
-    assert SECONDS3_RE.match(line.fields["after"]), line.raw
-    assert line.fields["failures"].isdigit(), line.raw
-    return float(line.fields["after"][:-1]), int(line.fields["failures"])
-
-
-def check_alert(line, url=None):
-    """Field order and value shapes of a text ALERT; returns consecutive (int)."""
-    assert list(line.fields) == ALERT_KEYS, line.raw
-    f = line.fields
-    assert f["reason"] in REASONS, line.raw
-    assert f["state"] in ("degraded", "down"), line.raw
-    want_state = "degraded" if f["reason"] in ("unhealthy", "slow") else "down"
-    assert f["state"] == want_state, "reason=%s wants state=%s: %s" % (f["reason"], want_state,
-                                                                       line.raw)
-    assert f["consecutive"].isdigit() and int(f["consecutive"]) >= 1, line.raw
-    assert re.search(r' detail="(?:[^"\\]|\\.)+"$', line.raw), line.raw
-    if url is not None:
-        assert f["target"] == url, line.raw
-    return int(f["consecutive"])
-
 
 def alerts_and_recoveries(s):
     return [l for l in s.lines() if l.event in ("ALERT", "RECOVERED")]
@@ -136,15 +47,6 @@ def nearest_rank(values, q):
 def version_of(sidecar_bin):
     p = run_to_completion([sidecar_bin, "--version"])
     return p.lines()[0].raw.split()[-1]
-
-
-@pytest.fixture
-def closed_port():
-    """A loopback port that is bound but not listening: connect -> refused."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    yield s.getsockname()[1]
-    s.close()
 
 
 # ------------------------------------------------------------------ START and polling
@@ -314,7 +216,7 @@ def test_report_matches_served_latencies(start_sidecar, fake_target):
         reports.append(parse_report(line))
     served = [r.latency for r in fake_target.snapshot()]
     for rep in reports:
-        assert rep["window"] == WINDOW
+        assert rep["window_s"] == WINDOW
         assert rep["state"] == "healthy", rep
         assert rep["rtt"] is not None, rep
         assert rep["failures"] == 0, rep
@@ -399,7 +301,7 @@ def test_report_mixed_success_and_failure(start_sidecar, fake_target):
     for a, b in zip(events, events[1:]):
         assert a.event != b.event, "ALERT and RECOVERED should alternate\n" + s.dump()
     for r in (l for l in events if l.event == "RECOVERED"):
-        after, failures = parse_recovered(r)
+        after, failures = check_recovered(r)
         assert failures == 1, r.raw
         assert INTERVAL - 0.05 * TF <= after <= INTERVAL + 0.05 * TF, r.raw
     # the state in the REPORT is the one the last ALERT / RECOVERED announced
@@ -573,7 +475,7 @@ def test_alert_stops_when_target_recovers(start_sidecar, fake_target):
     assert len(s.events("ALERT")) == k, s.dump()
     rec = s.events("RECOVERED")
     assert len(rec) == 1, s.dump()
-    _, failures = parse_recovered(rec[0])
+    _, failures = check_recovered(rec[0])
     assert failures == k, "RECOVERED failures=%d after %d ALERTs\n%s" % (failures, k, s.dump())
     assert alerts_and_recoveries(s)[-1].event == "RECOVERED", s.dump()
 
@@ -746,7 +648,7 @@ def test_all_output_lines_well_formed(start_sidecar, fake_target):
         elif l.event == "ALERT":
             check_alert(l, fake_target.url)
         elif l.event == "RECOVERED":
-            parse_recovered(l)
+            check_recovered(l)
 
 
 # ------------------------------------------------------------------ valid new options
@@ -830,13 +732,15 @@ def check_json_event(line):
         assert isinstance(obj["window"], str) and DUR_RE.match(obj["window"]), line.raw
         assert is_int(obj["samples"]) and is_int(obj["failures"]), line.raw
         assert all(is_num(obj[k]) for k in keys if k.endswith("_s") or k.endswith("_ms")), line.raw
-        rep = {"window": dur(obj["window"]), "window_text": obj["window"], "state": obj["state"],
-               "samples": obj["samples"], "failures": obj["failures"],
+        rep = {"target": obj["target"], "replica": obj.get("replica"),
+               "replicas": obj.get("replicas"), "window": obj["window"],
+               "window_s": dur(obj["window"]), "state": obj["state"], "reason": obj.get("reason"),
+               "samples": obj["samples"], "polls": None, "failures": obj["failures"],
                "best": obj.get("best_s"), "worst": obj.get("worst_s"), "avg": obj.get("avg_s"),
                "rtt": None, "note": obj.get("note")}
         if "rtt_p50_ms" in obj:
             rep["rtt"] = {k: obj[k + "_ms"] for k in RTT_KEYS}
-        _check_report(rep, line.raw)
+        check_report(rep, line.raw)
         return rep
     elif ev == "REPLICA":
         assert keys == ["target", "replica", "change", "replicas"], line.raw
@@ -935,7 +839,7 @@ def _summary(s):
         if l.event == "ALERT":
             out.append(("ALERT", check_alert(l)))
         else:
-            out.append(("RECOVERED", parse_recovered(l)[1]))
+            out.append(("RECOVERED", check_recovered(l)[1]))
     return out
 
 
@@ -959,10 +863,10 @@ def test_recovered_after_outage(start_sidecar, fake_target):
     assert all(r.fields["target"] == fake_target.url for r in rec), s.dump()
     assert rec[0].t >= reqs[5].t, "RECOVERED before the first good poll\n" + s.dump()
     # after: from the first failed poll to the recovering one (3 intervals here)
-    after1, _ = parse_recovered(rec[0])
+    after1, _ = check_recovered(rec[0])
     assert after1 == pytest.approx(reqs[5].t - reqs[2].t, abs=0.05 * TF), (after1, s.dump())
     assert 3 * FASTER_INTERVAL - 0.03 <= after1 <= 3 * FASTER_INTERVAL + 0.1 * TF, s.dump()
-    after2, _ = parse_recovered(rec[1])
+    after2, _ = check_recovered(rec[1])
     assert after2 == pytest.approx(reqs[8].t - reqs[7].t, abs=0.05 * TF), (after2, s.dump())
 
 
@@ -978,7 +882,7 @@ def test_fail_after_3(start_sidecar, fake_target):
     assert _summary(s) == [("ALERT", 3), ("ALERT", 4), ("RECOVERED", 4)], s.dump()
     first_alert = s.events("ALERT")[0]
     assert first_alert.t >= reqs[6].t, "ALERT before the third failure in a row\n" + s.dump()
-    after, _ = parse_recovered(s.events("RECOVERED")[0])
+    after, _ = check_recovered(s.events("RECOVERED")[0])
     assert after == pytest.approx(reqs[8].t - reqs[4].t, abs=0.05 * TF), (after, s.dump())
     rep = parse_report(line)
     # polls 1-7 (t = 0.1 .. 0.7 s) are well inside the 1 s window; 6 of them failed
@@ -999,7 +903,7 @@ def test_recover_after_2(start_sidecar, fake_target):
     reqs = fake_target.snapshot()
     assert _summary(s) == [("ALERT", 1), ("ALERT", 1), ("RECOVERED", 2)], s.dump()
     assert rec.t >= reqs[4].t, "RECOVERED before the second good poll in a row\n" + s.dump()
-    after, _ = parse_recovered(rec)
+    after, _ = check_recovered(rec)
     assert after == pytest.approx(reqs[4].t - reqs[0].t, abs=0.05 * TF), (after, s.dump())
 
 
@@ -1024,7 +928,7 @@ def test_slow_answer_is_degraded(start_sidecar, fake_target):
     assert all(a.fields["reason"] == "slow" for a in s.events("ALERT")), s.dump()
     fake_target.set_healthy(0.1)
     rec = s.wait_event("RECOVERED", timeout=1.0 * TF)
-    _, failures = parse_recovered(rec)
+    _, failures = check_recovered(rec)
     assert failures >= n_alerts, s.dump()
     assert failures == len([l for l in s.lines()[:s.lines().index(rec)] if l.event == "ALERT"]), \
         s.dump()

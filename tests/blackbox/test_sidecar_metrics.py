@@ -11,17 +11,10 @@ import pytest
 
 from bbenv import TF
 from bbproc import Sidecar
+from waits import wait_until
 from promtext import metrics_port, promtool_check, samples, scrape, scrape_text
 
 
-def wait_until(pred, timeout):
-    deadline = time.monotonic() + timeout * TF
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("condition not met within %ss" % (timeout * TF))
 
 
 def test_metrics_pass_promtool_and_count_probes(start_sidecar, fake_target):
@@ -67,7 +60,7 @@ def test_failures_by_reason_and_state(start_sidecar, fake_target):
         m = samples(scrape(port)[2])
         return m if m[("sidecar_probe_failures_total", frozenset([t, r, ("reason", "status")]))] >= 2 else None
 
-    m = wait_until(failed_twice, 5)
+    m = wait_until(failed_twice, 5 * TF)
     assert m[("probe_success", frozenset([t, r]))] == 0
     assert m[("probe_http_status_code", frozenset([t, r]))] == 503
     assert m[("probe_failure_info", frozenset([t, r, ("reason", "status")]))] == 1
@@ -136,6 +129,6 @@ def test_default_listen_is_port_9100(fake_target):
         s.wait_event("START")
         listen = s.wait_event("LISTEN", timeout=1.0 * TF)
         assert listen.rest == "addr=0.0.0.0:9100 path=/metrics", listen.raw
-        wait_until(lambda: "sidecar_probes_total" in scrape_text(9100), 2.0)
+        wait_until(lambda: "sidecar_probes_total" in scrape_text(9100), 2.0 * TF)
     finally:
         s.assert_clean_exit(signal.SIGTERM)

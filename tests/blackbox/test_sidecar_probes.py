@@ -24,24 +24,12 @@ from bbenv import TF
 from promtext import metrics_port, promtool_check, sample, samples, scrape_text
 from bbproc import run_to_completion
 from fake_dns import FakeDNS
+from sidecar_lines import ALERT_KEYS, RECOVERED_KEYS, START_KEYS, check_alert, parse_report
 from fake_target import FakeTarget
 
 FAST = ("--interval", "200ms", "--window", "1s", "--timeout", "150ms")
 WINDOW = 1.0
 REPORT_WAIT = WINDOW + 2.0 * TF
-
-START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
-              "recover_after", "ring", "replicas", "probes"]
-ALERT_KEYS = ["reason", "target", "replica", "state", "consecutive", "detail"]
-RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
-
-# A probe's REPORT: up/down and round trips only (no /health latency samples).
-PROBE_REPORT_RE = re.compile(
-    r"^target=(?P<target>\S+) replicas=1 window=(?P<window>\S+) state=(?P<state>[a-z]+)(?: reason=(?P<reason>[a-z]+))? "
-    r"polls=(?P<polls>\d+) failures=(?P<failures>\d+)"
-    r"(?P<rtt> rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
-    r" rtt_p99=(?P<rtt_p99>\d+\.\d{3})ms rtt_max=(?P<rtt_max>\d+\.\d{3})ms)?$"
-)
 
 
 # ------------------------------------------------------------------ a page server
@@ -154,15 +142,6 @@ def pages():
         p.stop()
 
 
-@pytest.fixture
-def refusing_port():
-    """A loopback port that is bound but not listening: connect -> refused."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    yield s.getsockname()[1]
-    s.close()
-
-
 # ------------------------------------------------------------------ helpers
 
 def hp_of(url):
@@ -170,34 +149,8 @@ def hp_of(url):
     return m.group(1)
 
 
-def parse_probe_report(line):
-    m = PROBE_REPORT_RE.match(line.rest)
-    assert m, "probe REPORT not in contract form: %r" % line.raw
-    d = m.groupdict()
-    assert (d["reason"] is not None) == (d["state"] in ("degraded", "down")), \
-        "a degraded or down REPORT says why, a healthy one does not: " + line.raw
-    rep = {"target": d["target"], "window": d["window"], "state": d["state"],
-           "reason": d["reason"],
-           "polls": int(d["polls"]), "failures": int(d["failures"]), "rtt": d["rtt"] is not None}
-    assert rep["failures"] <= rep["polls"], line.raw
-    if rep["rtt"]:
-        v = [float(d[k]) for k in ("rtt_p50", "rtt_p95", "rtt_p99", "rtt_max")]
-        assert v == sorted(v), line.raw
-    return rep
-
-
 def wait_report(s, url, start=0, timeout=REPORT_WAIT):
     return s.wait_event("REPORT", start=start, timeout=timeout, target=url)
-
-
-def check_alert_line(line, url, reason):
-    assert list(line.fields) == ALERT_KEYS, line.raw
-    f = line.fields
-    assert (f["reason"], f["target"], f["replica"], f["state"]) == \
-        (reason, url, hp_of(url), "down"), line.raw
-    assert f["consecutive"].isdigit() and int(f["consecutive"]) >= 1, line.raw
-    assert re.search(r' detail="(?:[^"\\]|\\.)+"$', line.raw), line.raw
-    return int(f["consecutive"])
 
 
 def alerts_of(s, url):
@@ -238,7 +191,7 @@ def test_probe_2xx_is_up(start_sidecar, fake_target, pages, status):
     assert [l.fields for l in probes] == [{"target": probe}], s.dump()
     lines = s.lines()
     assert lines.index(probes[0]) < lines.index(rep_line), s.dump()
-    rep = parse_probe_report(rep_line)
+    rep = parse_report(rep_line)
     assert (rep["window"], rep["state"], rep["failures"]) == ("1s", "healthy", 0), rep_line.raw
     assert 3 <= rep["polls"] <= 7 and rep["rtt"], rep_line.raw
     for k in ("samples", "best", "worst", "avg"):
@@ -259,10 +212,10 @@ def test_probe_error_status_alerts_then_recovers(start_sidecar, fake_target, pag
     s = start_sidecar("--target", fake_target.url, *FAST, "--probes", probe)
     port = metrics_port(s)
     first = s.wait_event("ALERT", target=probe, timeout=1.0 * TF)
-    check_alert_line(first, probe, "status")
+    check_alert(first, probe, hp_of(probe), "status")
     assert (first.fields["consecutive"], first.fields["detail"]) == ("1", "HTTP %d" % status), \
         first.raw
-    rep = parse_probe_report(wait_report(s, probe))
+    rep = parse_report(wait_report(s, probe))
     assert rep["state"] == "down" and rep["failures"] == rep["polls"] >= 3, s.dump()
     assert rep["rtt"], "HTTP answers came back: their round trips count\n" + s.dump()
     m = samples(scrape_text(port))
@@ -282,7 +235,7 @@ def test_probe_error_status_alerts_then_recovers(start_sidecar, fake_target, pag
     assert list(rec.fields) == RECOVERED_KEYS, rec.raw
     assert (rec.fields["replica"], rec.fields["state"]) == (hp, "healthy"), rec.raw
     alerts = alerts_of(s, probe)
-    assert [check_alert_line(l, probe, "status") for l in alerts] == \
+    assert [check_alert(l, probe, hp_of(probe), "status") for l in alerts] == \
         list(range(1, len(alerts) + 1)), s.dump()
     assert int(rec.fields["failures"]) == len(alerts), s.dump()
     assert not alerts_of(s, fake_target.url), s.dump()
@@ -304,7 +257,7 @@ def test_probe_follows_redirects(start_sidecar, fake_target, pages):
     to404, six = p.url("/to404"), p.url("/d0")
     s = start_sidecar("--target", fake_target.url, *FAST, "--probes", ",".join(up + [to404, six]))
     last = wait_report(s, six)
-    reports = {l.fields["target"]: parse_probe_report(l) for l in s.events("REPORT")
+    reports = {l.fields["target"]: parse_report(l) for l in s.events("REPORT")
                if l.fields.get("target") in up + [to404, six]}
     assert len(reports) == 4, s.dump()
     for u in up:
@@ -314,7 +267,7 @@ def test_probe_follows_redirects(start_sidecar, fake_target, pages):
     assert p.hit_count("/c4") >= reports[up[1]]["polls"]
     a404 = alerts_of(s, to404)
     assert a404, s.dump()
-    check_alert_line(a404[0], to404, "status")
+    check_alert(a404[0], to404, hp_of(to404), "status")
     assert a404[0].fields["detail"] == "HTTP 404", a404[0].raw
     assert reports[to404]["state"] == "down", s.dump()
     assert p.hit_count("/missing") >= 1
@@ -326,14 +279,14 @@ def test_probe_follows_redirects(start_sidecar, fake_target, pages):
     assert p.hit_count("/d0") >= 1
 
 
-def test_probe_connection_refused(start_sidecar, fake_target, refusing_port):
-    probe = "http://127.0.0.1:%d/" % refusing_port
+def test_probe_connection_refused(start_sidecar, fake_target, closed_port):
+    probe = "http://127.0.0.1:%d/" % closed_port
     s = start_sidecar("--target", fake_target.url, *FAST, "--probes", probe)
     port = metrics_port(s)
     first = s.wait_event("ALERT", target=probe, timeout=1.0 * TF)
-    check_alert_line(first, probe, "connect")
+    check_alert(first, probe, hp_of(probe), "connect")
     rep_line = wait_report(s, probe)
-    rep = parse_probe_report(rep_line)
+    rep = parse_report(rep_line)
     assert rep["state"] == "down" and rep["failures"] == rep["polls"] >= 3, rep_line.raw
     assert not rep["rtt"], "no HTTP answer, yet round trips: " + rep_line.raw
     m = samples(scrape_text(port))
@@ -348,7 +301,7 @@ def test_probe_timeout(start_sidecar, fake_target):
         probe = "http://127.0.0.1:%d/slow" % hang.port
         s = start_sidecar("--target", fake_target.url, *FAST, "--probes", probe)
         first = s.wait_event("ALERT", target=probe, timeout=1.0 * TF)
-        check_alert_line(first, probe, "timeout")
+        check_alert(first, probe, hp_of(probe), "timeout")
         assert first.fields["detail"] == "no answer within 150ms", first.raw
         assert hang.snapshot()[0].request_line == "GET /slow HTTP/1.1"
         s.assert_clean_exit(signal.SIGTERM)
@@ -388,7 +341,7 @@ def test_https_probe_untrusted_certificate(start_sidecar, fake_target, pages, tm
                       "--timeout", "400ms", "--probes", probe)
     port = metrics_port(s)
     first = s.wait_event("ALERT", target=probe, timeout=2.0 * TF)
-    check_alert_line(first, probe, "connect")
+    check_alert(first, probe, hp_of(probe), "connect")
     detail = first.fields["detail"]
     assert "certificate" in detail.lower(), first.raw
     assert re.search(r"self.signed", detail), first.raw
@@ -424,7 +377,7 @@ def test_https_with_ca_file_checks_the_url_name(start_sidecar, pages, tmp_path):
         s.wait_event("REPLICA", replica="127.0.0.1:%d" % p.port, change="joined",
                      timeout=1.0 * TF)
         alert = s.wait_event("ALERT", target=by_ip, timeout=2.0 * TF)
-        check_alert_line(alert, by_ip, "connect")
+        check_alert(alert, by_ip, hp_of(by_ip), "connect")
         assert re.search(r"name|match", alert.fields["detail"]), alert.raw
         total = s.wait_event("REPORT", target=target, timeout=2.0 + 2.0 * TF)
         assert (total.fields["replicas"], total.fields["state"]) == ("1", "healthy"), s.dump()
@@ -449,7 +402,7 @@ def test_https_probe_up_with_ca_file(start_sidecar, fake_target, pages, tmp_path
     s = start_sidecar("--target", fake_target.url, *FAST, "--probes", ",".join(probes),
                       "--ca-file", cert)
     for probe in probes:
-        rep = parse_probe_report(wait_report(s, probe))
+        rep = parse_report(wait_report(s, probe))
         assert (rep["state"], rep["failures"], rep["reason"]) == ("healthy", 0, None), s.dump()
         assert rep["polls"] >= 3 and rep["rtt"], s.dump()
         assert not alerts_of(s, probe), s.dump()
@@ -489,8 +442,8 @@ def test_probes_and_target_metrics(start_sidecar, fake_target, pages):
     window = [l for l in s.events("REPORT")]
     assert [l.fields["target"] for l in window] == [fake_target.url, up, down], s.dump()
     assert "samples" in window[0].fields and window[0].fields["replicas"] == "1", s.dump()
-    assert parse_probe_report(window[1])["state"] == "healthy", s.dump()
-    assert parse_probe_report(window[2])["state"] == "down", s.dump()
+    assert parse_report(window[1])["state"] == "healthy", s.dump()
+    assert parse_report(window[2])["state"] == "down", s.dump()
 
     text = scrape_text(port)
     promtool_check(text)

@@ -18,7 +18,10 @@ from bbenv import TF, WAIT
 from promtext import metrics_port, promtool_check, sample, samples, scrape_text
 from bbproc import run_to_completion
 from fake_dns import FakeDNS, build_query, parse_response, TYPE_A, TYPE_AAAA, TYPE_NAMES
+from sidecar_lines import (ALERT_KEYS, REPLICA_KEYS, START_KEYS, check_alert, check_recovered,
+                           parse_report)
 from fake_target import FakeTarget
+from waits import wait_until
 
 NAME = "hello.bb.test"
 FAST = ("--interval", "200ms", "--window", "1s", "--timeout", "150ms")
@@ -26,24 +29,6 @@ INTERVAL = 0.2
 WINDOW = 1.0
 #: long enough for a window's REPORT to be printed, whatever happened before
 REPORT_WAIT = WINDOW + 2.0 * TF
-
-START_KEYS = ["version", "target", "interval", "window", "timeout", "fail_after",
-              "recover_after", "ring", "replicas", "probes"]
-REPLICA_KEYS = ["target", "replica", "change", "replicas"]
-ALERT_KEYS = ["reason", "target", "replica", "state", "consecutive", "detail"]
-RECOVERED_KEYS = ["target", "replica", "state", "after", "failures"]
-STATES = {"unknown", "healthy", "degraded", "down"}
-
-# target (replica|replicas) window state samples failures [best worst avg] [rtt] [note]
-REPORT_RE = re.compile(
-    r"^target=(?P<target>\S+) (?:replica=(?P<replica>\S+)|replicas=(?P<replicas>\d+)) "
-    r"window=(?P<window>\S+) state=(?P<state>[a-z]+)(?: reason=(?P<reason>[a-z]+))? samples=(?P<samples>\d+) "
-    r"failures=(?P<failures>\d+)"
-    r"(?: best=(?P<best>\d+\.\d{6})s worst=(?P<worst>\d+\.\d{6})s avg=(?P<avg>\d+\.\d{6})s)?"
-    r"(?: rtt_p50=(?P<rtt_p50>\d+\.\d{3})ms rtt_p95=(?P<rtt_p95>\d+\.\d{3})ms"
-    r" rtt_p99=(?P<rtt_p99>\d+\.\d{3})ms rtt_max=(?P<rtt_max>\d+\.\d{3})ms)?"
-    r"(?P<note> no latency samples in the past (?P<past>\S+))?$"
-)
 
 
 # ------------------------------------------------------------------ helpers
@@ -76,28 +61,6 @@ def name_url(port, name=NAME):
     return "http://%s:%d/health" % (name, port)
 
 
-def parse_report(line):
-    """A text REPORT of the main target (per replica or total) -> dict."""
-    m = REPORT_RE.match(line.rest)
-    assert m, "REPORT line not in contract form: %r" % line.raw
-    d = m.groupdict()
-    assert (d["reason"] is not None) == (d["state"] in ("degraded", "down")), \
-        "a degraded or down REPORT says why, a healthy one does not: " + line.raw
-    rep = {"target": d["target"], "replica": d["replica"], "reason": d["reason"],
-           "replicas": int(d["replicas"]) if d["replicas"] is not None else None,
-           "window": d["window"], "state": d["state"], "samples": int(d["samples"]),
-           "failures": int(d["failures"]), "best": None, "worst": None, "avg": None,
-           "rtt": d["rtt_p50"] is not None, "note": d["note"] is not None}
-    if d["best"] is not None:
-        rep.update(best=float(d["best"]), worst=float(d["worst"]), avg=float(d["avg"]))
-    assert rep["state"] in STATES, line.raw
-    assert (rep["samples"] > 0) == (rep["best"] is not None), line.raw
-    assert (rep["samples"] == 0) == rep["note"], line.raw
-    if rep["note"]:
-        assert d["past"] == d["window"], line.raw
-    return rep
-
-
 def replica_reports_before(s, total):
     """The per-replica REPORT lines printed just before the total REPORT line `total`."""
     lines = s.lines()
@@ -120,26 +83,6 @@ def wait_total(s, url, start=0, timeout=REPORT_WAIT, **fields):
     return s.wait_for(pred, timeout, start, what="total REPORT of %s %r" % (url, fields))
 
 
-def check_alert_line(line, url, replica, reason):
-    assert list(line.fields) == ALERT_KEYS, line.raw
-    f = line.fields
-    assert (f["reason"], f["target"], f["replica"]) == (reason, url, replica), line.raw
-    want_state = "degraded" if reason in ("unhealthy", "slow") else "down"
-    assert f["state"] == want_state, line.raw
-    assert f["consecutive"].isdigit() and int(f["consecutive"]) >= 1, line.raw
-    assert re.search(r' detail="(?:[^"\\]|\\.)+"$', line.raw), line.raw
-    return int(f["consecutive"])
-
-
-def check_recovered_line(line, url, replica):
-    assert list(line.fields) == RECOVERED_KEYS, line.raw
-    f = line.fields
-    assert (f["target"], f["replica"], f["state"]) == (url, replica, "healthy"), line.raw
-    assert re.match(r"^\d+\.\d{3}s$", f["after"]), line.raw
-    assert f["failures"].isdigit(), line.raw
-    return int(f["failures"])
-
-
 def alerts_for(s, replica):
     return [l for l in s.events("ALERT") if l.fields.get("replica") == replica]
 
@@ -150,15 +93,6 @@ def replicas_in_metrics(m, url):
                   if k[0] == "probe_success" and dict(k[1]).get("target") == url)
 
 
-def wait_until(pred, timeout, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("%s not met within %.1fs" % (what, timeout))
-        time.sleep(0.05)
 
 
 def wait_metrics(port, pred, timeout=WAIT, what="metrics condition"):
@@ -458,7 +392,7 @@ def test_one_replica_failing_then_recovering(start_sidecar, dns, replica_targets
     i = s.index()
     b.set_status(503)
     first = s.wait_event("ALERT", start=i, timeout=1.0 * TF)
-    check_alert_line(first, url, b.replica, "status")
+    check_alert(first, url, b.replica, "status")
     assert (first.fields["consecutive"], first.fields["detail"]) == ("1", "HTTP 503"), first.raw
     total = wait_total(s, url, start=s.index(), replicas=3)
     assert parse_report(total)["state"] == "degraded", total.raw
@@ -484,10 +418,10 @@ def test_one_replica_failing_then_recovering(start_sidecar, dns, replica_targets
     k = s.index()
     b.set_healthy(0.1)
     rec = s.wait_event("RECOVERED", start=k, timeout=1.0 * TF)
-    failures = check_recovered_line(rec, url, b.replica)
+    failures = check_recovered(rec, url, b.replica)[1]
     alerts = s.events("ALERT")
     assert all(l.fields["replica"] == b.replica for l in alerts), s.dump()
-    assert [check_alert_line(l, url, b.replica, "status") for l in alerts] == \
+    assert [check_alert(l, url, b.replica, "status") for l in alerts] == \
         list(range(1, len(alerts) + 1)), s.dump()
     assert failures == len(alerts), s.dump()
     after = wait_total(s, url, start=s.lines().index(rec) + 1, replicas=3)
@@ -516,12 +450,12 @@ def test_hello_replica_stops_and_comes_back(start_sidecar, start_hello, dns):
     rc, _ = hellos[1].stop(signal.SIGTERM)
     assert rc == 0, hellos[1].dump()
     alert = s.wait_event("ALERT", start=i, timeout=1.0 * TF)
-    check_alert_line(alert, url, addrs[1], "connect")
+    check_alert(alert, url, addrs[1], "connect")
     assert parse_report(wait_total(s, url, start=s.index(), replicas=3))["state"] == "degraded"
 
     start_hello("--listen", addrs[1], *flags, listen=False).wait_listening()
     rec = s.wait_event("RECOVERED", start=i, timeout=1.0 * TF)
-    failures = check_recovered_line(rec, url, addrs[1])
+    failures = check_recovered(rec, url, addrs[1])[1]
     alerts = s.events("ALERT")
     assert {l.fields["replica"] for l in alerts} == {addrs[1]}, s.dump()
     assert failures == len(alerts), s.dump()
@@ -542,7 +476,7 @@ def test_all_replicas_refusing_is_down(start_sidecar, dns, refusing_port):
     for r in ("127.0.0.2:%d" % port, "127.0.0.3:%d" % port):
         alerts = alerts_for(s, r)
         assert len(alerts) >= 3, s.dump()
-        assert [check_alert_line(l, url, r, "connect") for l in alerts] == \
+        assert [check_alert(l, url, r, "connect") for l in alerts] == \
             list(range(1, len(alerts) + 1)), s.dump()
 
 
@@ -574,7 +508,7 @@ def test_nxdomain_alerts_dns_and_target_down(start_sidecar, dns, replica_targets
     s = start_sidecar("--target", url, *FAST, "--dns-server", dns.server)
     port = metrics_port(s)
     first = s.wait_event("ALERT", timeout=1.0 * TF)
-    check_alert_line(first, url, hp, "dns")
+    check_alert(first, url, hp, "dns")
     assert first.fields["consecutive"] == "1", first.raw
     assert re.match(r"^cannot resolve %s: \S" % re.escape(NAME), first.fields["detail"]), \
         first.raw
@@ -586,7 +520,7 @@ def test_nxdomain_alerts_dns_and_target_down(start_sidecar, dns, replica_targets
     assert not s.events("REPLICA"), s.dump()
     assert t.request_count() == 0
     alerts = s.events("ALERT")
-    assert [check_alert_line(l, url, hp, "dns") for l in alerts] == \
+    assert [check_alert(l, url, hp, "dns") for l in alerts] == \
         list(range(1, len(alerts) + 1)), s.dump()
     assert len({l.fields["detail"] for l in alerts}) == 1, s.dump()
     assert dns.query_count(NAME) >= 3, "the fake DNS was not asked"
@@ -601,7 +535,7 @@ def test_nxdomain_alerts_dns_and_target_down(start_sidecar, dns, replica_targets
     k = s.index()
     dns.set_answers(NAME, [t.ip])
     rec = s.wait_event("RECOVERED", start=k, timeout=1.0 * TF)
-    failures = check_recovered_line(rec, url, hp)
+    failures = check_recovered(rec, url, hp)[1]
     assert failures == len(alerts_for(s, hp)), s.dump()
     s.wait_event("REPLICA", start=k, replica=t.replica, change="joined", replicas=1)
     t.wait_requests(1, 1.0 * TF)
@@ -623,7 +557,7 @@ def test_lookup_failing_later_stops_probing(start_sidecar, dns, replica_targets)
     k = s.index()
     dns.remove(NAME)
     first = s.wait_event("ALERT", start=k, timeout=1.0 * TF)
-    check_alert_line(first, url, hp, "dns")
+    check_alert(first, url, hp, "dns")
     left = [l for l in s.events("REPLICA")[-2:] if l.fields["change"] == "left"]
     assert sorted(l.fields["replica"] for l in left) == sorted([a.replica, b.replica]), s.dump()
     m = wait_metrics(port, lambda m: sample(m, "sidecar_target_replicas", target=url) == 0,
@@ -643,7 +577,7 @@ def test_lookup_failing_later_stops_probing(start_sidecar, dns, replica_targets)
     k = s.index()
     dns.set_answers(NAME, [a.ip, b.ip])
     rec = s.wait_event("RECOVERED", start=k, timeout=1.0 * TF)
-    assert check_recovered_line(rec, url, hp) == len(s.events("ALERT")), s.dump()
+    assert check_recovered(rec, url, hp)[1] == len(s.events("ALERT")), s.dump()
     a.wait_requests(na + 3, 1.0 + 1.0 * TF)
     b.wait_requests(nb + 3, 1.0 + 1.0 * TF)
     joined = [l.fields["replica"] for l in s.events("REPLICA")[-2:]
@@ -666,7 +600,7 @@ def test_slow_lookup_leaves_the_get_what_is_left(start_sidecar, dns, replica_tar
                       "--timeout", "300ms", "--dns-server", dns.server)
     t0 = s.events("START")[0].t
     first = s.wait_event("ALERT", timeout=1.0 * TF)
-    check_alert_line(first, url, t.replica, "timeout")
+    check_alert(first, url, t.replica, "timeout")
     assert first.t - t0 == pytest.approx(0.3, abs=0.08 * TF), \
         "first ALERT %.3fs after START" % (first.t - t0)
     fourth = s.wait_event("ALERT", replica=t.replica, consecutive=4, timeout=1.5 + 1.0 * TF)
@@ -692,7 +626,7 @@ def test_lookup_ends_at_the_timeout_whatever_the_servers(start_sidecar, replica_
                       "--timeout", "250ms", "--dns-server", ",".join(d.server for d in dns_pair))
     t0 = s.events("START")[0].t
     first = s.wait_event("ALERT", timeout=1.0 * TF)
-    check_alert_line(first, url, "%s:%d" % (NAME, t.port), "dns")
+    check_alert(first, url, "%s:%d" % (NAME, t.port), "dns")
     assert first.t - t0 == pytest.approx(0.25, abs=0.08 * TF), \
         "dns ALERT %.3fs after START" % (first.t - t0)
     s.wait_event("ALERT", consecutive=4, timeout=1.5 + 1.0 * TF)
@@ -730,7 +664,7 @@ def test_trickling_replica_does_not_hold_up_the_others(start_sidecar, dns, repli
     a.set_trickle(0.02)
     s = start_sidecar("--target", url, *FAST, "--dns-server", dns.server)
     alert = s.wait_event("ALERT", replica=a.replica, timeout=1.0 * TF)
-    check_alert_line(alert, url, a.replica, "timeout")
+    check_alert(alert, url, a.replica, "timeout")
     port = metrics_port(s)
     n = b.request_count()
     for _ in range(5):
@@ -759,7 +693,7 @@ def test_dns_timeout_alerts_within_poll_timeout(start_sidecar, dns, replica_targ
                       "--timeout", "100ms", "--dns-server", dns.server)
     t0 = s.events("START")[0].t
     first = s.wait_event("ALERT", timeout=1.0 * TF)
-    check_alert_line(first, url, hp, "dns")
+    check_alert(first, url, hp, "dns")
     assert first.fields["detail"].startswith("cannot resolve %s: " % NAME), first.raw
     assert "timeout" in first.fields["detail"].lower(), first.raw
     assert first.t - t0 < 0.1 + 0.3 * TF, "first dns ALERT %.3fs after START" % (first.t - t0)
@@ -771,7 +705,7 @@ def test_dns_timeout_alerts_within_poll_timeout(start_sidecar, dns, replica_targ
     k = s.index()
     dns.set_drop(False)
     rec = s.wait_event("RECOVERED", start=k, timeout=1.0 * TF)
-    check_recovered_line(rec, url, hp)
+    check_recovered(rec, url, hp)
     s.wait_event("REPLICA", start=k, replica=t.replica, change="joined")
     t.wait_requests(1, 1.0 * TF)
 
@@ -839,7 +773,7 @@ def test_replicas_off_name_is_one_replica(start_sidecar, dns, fake_target, how):
     k = s.index()
     fake_target.set_status(503)
     alert = s.wait_event("ALERT", start=k, timeout=1.0 * TF)
-    check_alert_line(alert, url, hp, "status")
+    check_alert(alert, url, hp, "status")
     assert not s.events("REPLICA"), s.dump()
     assert dns.query_count() == 0, "replicas off, yet the name was looked up: %r" % dns.log
 
@@ -867,7 +801,7 @@ def test_ip_literal_target_is_one_replica(start_sidecar, dns, replica_targets, f
     assert sample(m, "probe_success", target=url, replica=hp) == 1
     k = s.index()
     t.set_status(503)
-    check_alert_line(s.wait_event("ALERT", start=k, timeout=1.0 * TF), url, hp, "status")
+    check_alert(s.wait_event("ALERT", start=k, timeout=1.0 * TF), url, hp, "status")
     assert not s.events("REPLICA"), s.dump()
     assert dns.query_count() == 0, dns.log
 

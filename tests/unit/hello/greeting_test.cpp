@@ -13,9 +13,9 @@ std::string decode(std::string_view in, decode_result expect = decode_result::ok
   EXPECT_EQ(percent_decode(in, out, sizeof out, &len), expect) << in;
   return expect == decode_result::ok ? std::string(out, len) : std::string();
 }
-std::string cap(std::string s) {
-  capitalize_ascii(s.data(), s.size());
-  return s;
+std::string cap(std::string_view s) {
+  char out[max_capitalized_bytes];
+  return std::string(out, capitalize(s, out, sizeof out));
 }
 }  // namespace
 
@@ -53,8 +53,57 @@ TEST(Capitalize, LikePythonOnAscii) {
   EXPECT_EQ(cap("bAZ"), "Baz");
   EXPECT_EQ(cap("BAZ QUX"), "Baz qux");
   EXPECT_EQ(cap("123abC"), "123abc");
-  EXPECT_EQ(cap("\xc3\xa9T\xc3\xa9"), "\xc3\xa9t\xc3\xa9");  // non-ASCII bytes untouched
   EXPECT_EQ(cap(""), "");
+}
+
+// Expected values are python3's "...".capitalize() (tests/blackbox/test_capitalize.py asks
+// python3 itself over a corpus and every cased character).
+TEST(Capitalize, LikePythonOnUnicode) {
+  EXPECT_EQ(cap("\u00e9t\u00e9"), "\u00c9t\u00e9");  // été -> Été
+  EXPECT_EQ(cap("\u00c9COLE"), "\u00c9cole");        // ÉCOLE -> École
+  EXPECT_EQ(cap("\u0434\u0416"), "\u0414\u0436");    // дЖ -> Дж
+  EXPECT_EQ(cap("\u01c6EMAL"), "\u01c5emal");        // ǆ -> ǅ (title, not upper)
+  EXPECT_EQ(cap("\u01c4"), "\u01c5");                // Ǆ -> ǅ
+  EXPECT_EQ(cap("\u13e3\u13b3"), "\u13e3\uab83");    // Cherokee ᏣᎳ -> Ꮳꮃ
+  EXPECT_EQ(cap("\u5f20\u4f1f"), "\u5f20\u4f1f");    // no case: unchanged
+  EXPECT_EQ(cap("\U0001f600X"), "\U0001f600x");      // emoji first, then lower
+}
+
+TEST(Capitalize, ExpandsLikeSpecialCasing) {
+  EXPECT_EQ(cap("\u00df"), "Ss");  // ß
+  EXPECT_EQ(cap("\u00dfA"), "Ssa");
+  EXPECT_EQ(cap("\ufb01nn"), "Finn");              // ﬁ
+  EXPECT_EQ(cap("\ufb03"), "Ffi");                 // ﬃ
+  EXPECT_EQ(cap("\u0149"), "\u02bcN");             // ŉ -> ʼN
+  EXPECT_EQ(cap("\u0390"), "\u0399\u0308\u0301");  // ΐ -> Ϊ́
+  EXPECT_EQ(cap("\u1fb2"), "\u1fba\u0345");        // ᾲ -> Ὰͅ
+  EXPECT_EQ(cap("\u0587"), "\u0535\u0582");        // և -> Եւ
+  EXPECT_EQ(cap("A\u0130"), "Ai\u0307");           // İ after the first: i + dot above
+  EXPECT_EQ(cap("\u0130X"), "\u0130x");            // İ first: its own title case
+  EXPECT_EQ(cap("a\u00df"), "A\u00df");            // ß after the first stays
+}
+
+TEST(Capitalize, FinalSigma) {
+  EXPECT_EQ(cap("\u039f\u0394\u039f\u03a3"), "\u039f\u03b4\u03bf\u03c2");  // ΟΔΟΣ -> Οδος
+  EXPECT_EQ(cap("\u03a3\u0391\u03a3"), "\u03a3\u03b1\u03c2");              // ΣΑΣ -> Σας
+  EXPECT_EQ(cap("\u0391\u03a3 \u0392"), "\u0391\u03c2 \u03b2");            // word end
+  EXPECT_EQ(cap("\u0391\u03a3\u0392"), "\u0391\u03c3\u03b2");              // mid-word
+  EXPECT_EQ(cap("\u0391\u03a3.\u0392"), "\u0391\u03c3.\u03b2");            // '.' is skipped
+  EXPECT_EQ(cap("\u0391\u0308\u03a3"), "\u0391\u0308\u03c2");              // mark skipped
+  EXPECT_EQ(cap("1\u03a3"), "1\u03c3");                                    // nothing cased before
+  EXPECT_EQ(cap("\u00aa\u03a3"), "\u00aa\u03c2");                          // ª is cased
+}
+
+TEST(Capitalize, StaysWithinTheBoundAndStopsAtAWholeCharacter) {
+  // The longest growth: a first character of 2 bytes to 6, the rest by half (U+023A, 2 to 3).
+  std::string worst = "\u0390";
+  while (worst.size() + 2 <= max_name_bytes) worst += "\u023a";
+  std::string out = cap(worst);
+  EXPECT_LE(out.size(), max_capitalized_bytes);
+  EXPECT_EQ(out.size(), 6 + (worst.size() - 2) / 2 * 3);
+  char small[4];
+  EXPECT_EQ(capitalize("ab\u00e9", small, 3), 2u);  // "Ab": é does not fit whole
+  EXPECT_EQ(capitalize("\u00df", small, 1), 0u);    // "Ss" does not fit: nothing
 }
 
 TEST(Greeting, ValidJsonForAnyName) {

@@ -1,4 +1,4 @@
-#include "target_monitor.hpp"
+#include "replica_monitor.hpp"
 
 #include <cstdio>
 
@@ -6,20 +6,14 @@
 
 namespace sidecar {
 
-void target_monitor::reset(const char* replica) {
+void replica_monitor::reset(const char* replica) {
   snprintf(replica_, sizeof replica_, "%s", replica);
   ring_.clear();
   alerts_ = alert_state(fail_after_, recover_after_);
   metrics_ = probe_metrics{};
 }
 
-poll_sample target_monitor::record(const poll_result& result, uint64_t now_ms) {
-  poll_result r = result;
-  if (r.result == outcome::ok && slow_ms_ > 0 && r.rtt * 1e3 > static_cast<double>(slow_ms_)) {
-    r.result = outcome::slow;
-    snprintf(r.detail, sizeof r.detail, "round trip %.3fms over %llums", r.rtt * 1e3,
-             static_cast<unsigned long long>(slow_ms_));
-  }
+poll_sample replica_monitor::record(const poll_result& r, uint64_t now_ms) {
   poll_sample s;
   s.at_ms = now_ms;
   s.has_latency = r.has_latency;
@@ -37,7 +31,7 @@ poll_sample target_monitor::record(const poll_result& result, uint64_t now_ms) {
   return s;
 }
 
-window_stats target_monitor::report(uint64_t now_ms, bool log) {
+window_stats replica_monitor::report(uint64_t now_ms, bool log) {
   window_stats st = ring_.window(now_ms, window_ms_);
   metrics_.window = st;
   metrics_.has_window = true;
