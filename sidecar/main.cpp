@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
   // The sidecar promises to stop within a second; a stalled scrape must not hold it up.
   server_config.drain_timeout_ms = 500;
   core::http_server metrics_server(loop.uv(), server_config, sidecar::serve_metrics, &page);
+  page.server = &metrics_server;
   running run{&schedule, &poller, &resolver, nullptr};
   if (c.metrics_on) {
     if (int rc = metrics_server.listen(c.metrics_host, c.metrics_port); rc != 0) {

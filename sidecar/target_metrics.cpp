@@ -61,6 +61,14 @@ void serve_metrics(void* ctx, const core::http_request& req, core::http_reply& r
   }
   reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
   write_target_metrics(page, reply.body);
+  if (page.server != nullptr) {
+    // Every service's /metrics says how many answers its HTTP server still owes (none here:
+    // the sidecar answers at once; the family is there so dashboards treat services alike).
+    core::prom_writer p(reply.body);
+    p.family("sidecar_http_pending_answers", "gauge",
+             "Requests handled whose answer is deferred and not given yet.");
+    p.sample_int("sidecar_http_pending_answers", {}, page.server->pending_answers());
+  }
 }
 
 }  // namespace sidecar

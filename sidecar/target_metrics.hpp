@@ -19,6 +19,7 @@ struct metrics_page {
   size_t count;
   metrics_series* scratch;  // room for every target's max_series()
   uint64_t window_ms;
+  const core::http_server* server = nullptr;  // the metrics listener itself
 };
 
 // The exposition text of every target and series.

@@ -607,7 +607,8 @@ def test_metrics_promtool_and_families(start_hello):
     assert m.type_of("hello_http_requests_total") == "counter" or \
         m.type_of("hello_http_requests") == "counter", m.text
     assert m.type_of("hello_http_request_duration_seconds") == "histogram", m.text
-    for g in ("hello_http_connections_open", "hello_http_requests_in_flight", "hello_poisoned",
+    for g in ("hello_http_connections_open", "hello_http_requests_in_flight",
+              "hello_http_pending_answers", "hello_poisoned",
               "hello_draining", "hello_build_info", "process_resident_memory_bytes",
               "process_open_fds", "process_start_time_seconds"):
         assert m.type_of(g) == "gauge", "%s: TYPE %r\n%s" % (g, m.type_of(g), m.text)
@@ -648,6 +649,7 @@ def test_metrics_promtool_and_families(start_hello):
     assert m.one("hello_draining") == 0
     assert m.one("hello_http_connections_open") >= 1  # the scrape's own connection
     assert m.one("hello_http_requests_in_flight") >= 0
+    assert m.one("hello_http_pending_answers") == 0  # hello answers at once
     bi = m.named("hello_build_info")
     assert len(bi) == 1 and bi[0][0].get("version") == VERSION and bi[0][1] == 1, bi
 

@@ -226,6 +226,7 @@ def test_probe_error_status_alerts_then_recovers(start_sidecar, fake_target, pag
     assert sample(m, "sidecar_target_state", target=probe, state="down") == 1
     assert sample(m, "sidecar_probe_failures_total", target=probe, replica=hp,
                   reason="status") >= 3
+    assert sample(m, "sidecar_http_pending_answers") == 0
     assert sample(m, "probe_success", target=fake_target.url,
                   replica=hp_of(fake_target.url)) == 1
 
