@@ -141,6 +141,7 @@ struct http_server::internals {
   static void start_conn(http_conn* c);
   static void maybe_finish_drain(http_server& s);
   static void on_handle_closed(uv_handle_t* h);
+  static void report_drained(http_server& s);
   static void on_deadline(uv_timer_t* t);
 
   // http_connection.cpp: lifecycle, reading, timeouts, lingering close.

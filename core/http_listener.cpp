@@ -58,9 +58,18 @@ void I::on_deadline(uv_timer_t* t) {
   for (http_conn* c = s.conns_; c != nullptr; c = c->next) close_conn(c);
 }
 
+// The listener's close may complete while connections are still being answered: on_done waits
+// for the last of them (finished_), and runs once.
 void I::on_handle_closed(uv_handle_t* h) {
   auto& s = *static_cast<http_server*>(h->data);
-  if (--s.handles_open_ == 0 && s.on_drained_ != nullptr) s.on_drained_(s.drained_ctx_);
+  if (--s.handles_open_ == 0) report_drained(s);
+}
+
+void I::report_drained(http_server& s) {
+  if (!s.finished_ || s.handles_open_ != 0 || s.on_drained_ == nullptr) return;
+  auto fn = s.on_drained_;
+  s.on_drained_ = nullptr;
+  fn(s.drained_ctx_);
 }
 
 void I::maybe_finish_drain(http_server& s) {
@@ -74,7 +83,7 @@ void I::maybe_finish_drain(http_server& s) {
       uv_close(h, on_handle_closed);
     }
   }
-  if (s.handles_open_ == 0 && s.on_drained_ != nullptr) s.on_drained_(s.drained_ctx_);
+  report_drained(s);
 }
 
 http_server::http_server(uv_loop_t* loop, const http_server_config& config, http_handler handler,

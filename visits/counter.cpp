@@ -604,8 +604,9 @@ void counter::pg_done(pg_op* op, const core::pg_query_result& r) {
       int64_t n = 0;
       if (!have_row || PQgetisnull(res, 0, 0) || !parse_int64(PQgetvalue(res, 0, 0), &n)) {
         // A tombstoned id cannot be applied; never happens for ids we retry.
-        core::log_event("ERROR", "counter flush_id=%llu result=missing",
-                        static_cast<unsigned long long>(op->id));
+        core::log_event("ERROR", "counter flush_id=%llu result=missing lost_visits=%lld",
+                        static_cast<unsigned long long>(op->id),
+                        static_cast<long long>(op->backlog_part));
         if (op->b != nullptr) fail_batch(op->b, 503, "{\"error\":\"the count failed\"}");
         break;
       }
@@ -634,8 +635,7 @@ void counter::pg_done(pg_op* op, const core::pg_query_result& r) {
             again->id = next_flush_id();
             again->delta = again->backlog_part = op->backlog_part;
             // First in line, where the tombstoned statement stood.
-            pg_head_ = op->next;
-            if (pg_tail_ == op) pg_tail_ = nullptr;
+            remove_op(op);
             free_op(op);
             again->next = pg_head_;
             pg_head_ = again;
@@ -666,8 +666,7 @@ void counter::pg_done(pg_op* op, const core::pg_query_result& r) {
     default: break;
   }
   if (done) {
-    pg_head_ = op->next;
-    if (pg_tail_ == op) pg_tail_ = nullptr;
+    remove_op(op);
     free_op(op);
     update_lag();
   }

@@ -98,6 +98,16 @@ struct visits_main {
 
 void on_counter_finished(void* ctx) {
   auto* m = static_cast<visits_main*>(ctx);
+  const visits::counter_stats& st = m->count->stats();
+  core::log_event("COUNTER",
+                  "answered_redis=%llu answered_postgres=%llu answered_503=%llu batches=%llu "
+                  "flushes=%llu tombstones=%llu",
+                  static_cast<unsigned long long>(st.answered_by[0]),
+                  static_cast<unsigned long long>(st.answered_by[1]),
+                  static_cast<unsigned long long>(st.answered_by[2]),
+                  static_cast<unsigned long long>(st.batches),
+                  static_cast<unsigned long long>(st.flushes),
+                  static_cast<unsigned long long>(st.tombstones));
   m->redis->close();
   m->pg->close();
   m->count->release_all();
@@ -159,6 +169,9 @@ int main(int argc, char** argv) {
   uint64_t connect_timeout = core::option_duration(opt(opt_connect_timeout), 1);
   ro.command_timeout_ms = po.query_timeout_ms = store_timeout;
   ro.connect_timeout_ms = po.connect_timeout_ms = connect_timeout;
+  // A store that comes back is used again within a second: the backlog waits for PostgreSQL,
+  // and a SIGTERM's flush should not sit out a long backoff (seed 003: quick to stop).
+  ro.backoff_max_ms = po.backoff_max_ms = 1000;
   visits::counter_options co;
   co.flush_interval_ms = core::option_duration(opt(opt_flush_interval), 1);
   core::http_server_config config;

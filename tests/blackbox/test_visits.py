@@ -363,7 +363,7 @@ def test_exact_count_under_a_storm_of_faults(redis_server, postgres_server, star
             pause(0.8)
             postgres_server.start()       # recovery; the backlog is flushed
             pause(0.8)
-            v.stop(signal.SIGTERM)        # visits SIGTERM: drains and flushes
+            v.stop(signal.SIGTERM, timeout=12 * TF)  # visits SIGTERM: drains and flushes
             v = start_visits(redis_server.url, postgres_server, *flags)
             instances.append(v)
             pause(0.8)
@@ -382,7 +382,7 @@ def test_exact_count_under_a_storm_of_faults(redis_server, postgres_server, star
             c.join(timeout=30)
     wait_up(v, timeout=20)
     wait_for(lambda: flushed(v), 20, "the backlog flushed")
-    v.stop(signal.SIGTERM)
+    v.stop(signal.SIGTERM, timeout=12 * TF)
     ok = sum(len(c.numbers) for c in clients)
     counted = durable(postgres_server)
     others = {}

@@ -262,3 +262,76 @@ TEST(HttpServer, BodyOverTheScratchIsA500) {
             0);
   EXPECT_EQ(got.rfind("HTTP/1.1 500 ", 0), 0u) << got.substr(0, 200);
 }
+
+namespace {
+
+// A handler that defers every request; a 200 ms timer answers it.
+struct later_app {
+  uv_loop_t* loop = nullptr;
+  http_deferred pending;
+  uv_timer_t timer{};
+  int answered = 0;
+  int drained = 0;
+  int answered_when_drained = -1;
+};
+
+void defer_handler(void* ctx, const http_request&, http_reply& reply) {
+  auto& a = *static_cast<later_app*>(ctx);
+  a.pending = reply.defer();
+  uv_timer_start(
+      &a.timer,
+      [](uv_timer_t* t) {
+        auto& app = *static_cast<later_app*>(t->data);
+        if (app.pending.answer(200, "application/json", "{\"later\":true}")) ++app.answered;
+      },
+      200, 0);
+}
+
+}  // namespace
+
+// The drain's on_done comes once, after the last pending answer went out (not when the
+// listener's close completes, which happens first).
+TEST(HttpServer, DrainReportsOnceAfterTheLastDeferredAnswer) {
+  event_loop loop;
+  later_app app;
+  app.loop = loop.uv();
+  uv_timer_init(loop.uv(), &app.timer);
+  app.timer.data = &app;
+  http_server server(loop.uv(), http_server_config{}, defer_handler, &app);
+  ASSERT_EQ(server.listen("127.0.0.1", 0), 0);
+  std::string bound = server.bound_address();
+  int port = std::stoi(bound.substr(bound.rfind(':') + 1));
+  struct ctx_t {
+    http_server* server;
+    later_app* app;
+  } ctx{&server, &app};
+  uv_async_t go{};
+  uv_async_init(loop.uv(), &go, [](uv_async_t* a) {
+    auto* c = static_cast<ctx_t*>(a->data);
+    c->server->drain(
+        [](void* p) {
+          auto* app = static_cast<later_app*>(p);
+          ++app->drained;
+          app->answered_when_drained = app->answered;
+          uv_close(reinterpret_cast<uv_handle_t*>(&app->timer), nullptr);
+        },
+        c->app);
+    uv_close(reinterpret_cast<uv_handle_t*>(a), nullptr);
+  });
+  go.data = &ctx;
+  std::string got;
+  std::thread client([&] {
+    int fd = connect_to(port);
+    send_all(fd, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(50 * 1000);  // the request is pending when the drain starts
+    uv_async_send(&go);
+    got = read_all(fd);
+    close(fd);
+  });
+  EXPECT_EQ(loop.run(), 0);
+  client.join();
+  EXPECT_EQ(app.drained, 1);
+  EXPECT_EQ(app.answered_when_drained, 1);
+  EXPECT_NE(got.find("{\"later\":true}"), std::string::npos) << got;
+  EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+}
