@@ -17,7 +17,6 @@ const char* route_name(route r) {
   }
 }
 
-
 void write_metrics(core::buf_writer& w, const scrape_inputs& in) {
   core::prom_writer p(w);
   static const char* classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};

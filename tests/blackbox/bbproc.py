@@ -183,6 +183,13 @@ class Proc:
                         self.err.append(line)
                     self._cond.notify_all()
         finally:
+            # The pipe is done with: close it now (the Proc stays referenced in _ALL_PROCS for
+            # the session, and its two pipes would otherwise stay open until exit: hundreds of
+            # servers per run would take the test process past select()'s 1024 descriptors).
+            try:
+                stream.close()
+            except OSError:
+                pass
             with self._cond:
                 self._eof[which] = True
                 self._cond.notify_all()

@@ -394,9 +394,11 @@ def test_exact_count_under_a_storm_of_faults(redis_server, postgres_server, star
     assert ok > 500, "too little load to mean anything"
     if counted != ok:
         for i in instances:
+            print("--- instance rc=%r" % (i.p.poll(),))
             for l in i.lines():
-                if l.event in ("ERROR", "COUNTER", "RESET", "TIMEOUT", "DRAIN", "EXIT"):
+                if l.event in ("ERROR", "COUNTER", "RESET", "TIMEOUT", "DRAIN", "EXIT", "SIGNAL"):
                     print(l.raw)
+            print(i.stderr_text()[-2000:])
     assert counted == ok
     for c in clients:
         back = [i for i in range(1, len(c.numbers)) if c.numbers[i] <= c.numbers[i - 1]]
