@@ -110,6 +110,15 @@ struct http_reply {
   // observer, so metrics label the route the handler chose instead of guessing from the target.
   uint8_t route = untagged;
 
+  // {"error":"<message>"} with `status` (message JSON-escaped; whatever was written is replaced).
+  void error(int status, std::string_view message) {
+    this->status = status;
+    body.reset();
+    body.put("{\"error\":\"");
+    json_escape(body, message);
+    body.put("\"}");
+  }
+
   // Takes the exchange: the handler returns without an answer and answers later through the
   // returned value. on_cancel (optional) runs if the exchange ends first. Whatever was written
   // to this reply is ignored.

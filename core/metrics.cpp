@@ -158,4 +158,15 @@ void write_process_metrics(prom_writer& p, double start_unix) {
   p.sample("process_start_time_seconds", {}, start_unix);
 }
 
+void write_route_counts(prom_writer& p, std::string_view name, const uint64_t (*counts)[5],
+                        size_t routes, const char* (*route_name)(size_t route)) {
+  static const char* classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  p.family(name, "counter", "Answered requests by route and status class.");
+  for (size_t r = 0; r < routes; ++r) {
+    for (size_t c = 1; c < 5; ++c) {
+      p.sample_int(name, {{"route", route_name(r)}, {"code", classes[c]}}, counts[r][c]);
+    }
+  }
+}
+
 }  // namespace core

@@ -75,4 +75,15 @@ class prom_writer {
 // from /proc at scrape time.
 void write_process_metrics(prom_writer& p, double start_unix);
 
+// A status code's class as an index: 0 for 1xx .. 4 for 5xx (anything else counts as 5xx).
+inline size_t status_class(int status) {
+  int c = status / 100 - 1;
+  return c < 0 || c > 4 ? 4 : static_cast<size_t>(c);
+}
+
+// One counter family `name` {route, code} from counts[route][status_class] (2xx to 5xx: a
+// 1xx is never a final answer), the same shape in every service's /metrics.
+void write_route_counts(prom_writer& p, std::string_view name, const uint64_t (*counts)[5],
+                        size_t routes, const char* (*route_name)(size_t route));
+
 }  // namespace core

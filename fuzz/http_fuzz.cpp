@@ -194,49 +194,75 @@ void check_sequence(const std::string& out) {
   }
 }
 
-void run_deferred(deferred_harness& h, std::string_view in, size_t chunk) {
-  h.slots.clear();
-  h.seq = 0;
-  h.choices = in;
-  h.dice = 0;
+// The client's part of a run, between loop turns: `sending` while input is left, `sent` once
+// it is all written (return true to half-close now), `after` once half-closed.
+enum class phase { sending, sent, after };
+
+// Feeds `in` to a fresh adopted connection, `chunk` bytes per write, then half-closes, runs the
+// loop until the server has closed the connection, and returns what came back. `turn` is
+// called once per loop turn with the phase the client is in.
+template <class Turn>
+std::string drive(uv_loop_t* loop, core::http_server* server, std::string_view in, size_t chunk,
+                  Turn turn) {
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) abort();
   fcntl(fds[1], F_SETFL, O_NONBLOCK);
-  if (h.server->adopt(fds[0]) != 0) abort();
+  if (server->adopt(fds[0]) != 0) abort();
   std::string out;
   char buf[65536];
   size_t sent = 0;
   bool shut = false;
-  for (int turn = 0; turn < 100000; ++turn) {
+  for (int i = 0; i < 100000; ++i) {
     if (sent < in.size()) {
       size_t n = in.size() - sent < chunk ? in.size() - sent : chunk;
       ssize_t w = send(fds[1], in.data() + sent, n, MSG_NOSIGNAL);
       if (w > 0) sent += static_cast<size_t>(w);
-      if (w < 0 && errno == EPIPE) sent = in.size();
-      if (h.roll() % 2 == 0) h.complete_one();
+      if (w < 0 && errno == EPIPE) sent = in.size();  // server closed: the rest is moot
+      turn(phase::sending);
     } else if (!shut) {
-      // Everything sent: answer what is left, in the dice's order, then half-close. Dice that
-      // say "leave now" make the client go with answers still pending (they are cancelled).
-      if (h.roll() % 8 == 0 || !h.complete_one()) {
+      if (turn(phase::sent)) {
         shutdown(fds[1], SHUT_WR);
         shut = true;
       }
-    } else if (h.roll() % 2 == 0) {
-      // The application still answers after the client left: a connection whose input waits
-      // for its queue (max_pipelined) sees the FIN only then.
-      h.complete_one();
+    } else {
+      turn(phase::after);
     }
-    uv_run(&h.loop, UV_RUN_NOWAIT);
+    uv_run(loop, UV_RUN_NOWAIT);
     for (;;) {
       ssize_t r = recv(fds[1], buf, sizeof buf, 0);
       if (r <= 0) break;
       out.append(buf, static_cast<size_t>(r));
     }
-    if (shut && h.server->connection_count() == 0) break;
+    if (shut && server->connection_count() == 0) break;
   }
-  if (h.server->connection_count() != 0) fail("connection still open after the input ended", out);
-  if (h.server->pending_answers() != 0) fail("pending answers left after the connection", out);
+  if (server->connection_count() != 0) fail("connection still open after the input ended", out);
   close(fds[1]);
+  return out;
+}
+
+void run_deferred(deferred_harness& h, std::string_view in, size_t chunk) {
+  h.slots.clear();
+  h.seq = 0;
+  h.choices = in;
+  h.dice = 0;
+  std::string out = drive(&h.loop, h.server, in, chunk, [&](phase p) {
+    switch (p) {
+      case phase::sending:
+        if (h.roll() % 2 == 0) h.complete_one();
+        return false;
+      case phase::sent:
+        // Everything sent: answer what is left, in the dice's order, then half-close. Dice
+        // that say "leave now" make the client go with answers still pending (cancelled).
+        return h.roll() % 8 == 0 || !h.complete_one();
+      case phase::after:
+        // The application still answers after the client left: a connection whose input
+        // waits for its queue (max_pipelined) sees the FIN only then.
+        if (h.roll() % 2 == 0) h.complete_one();
+        return false;
+    }
+    return false;
+  });
+  if (h.server->pending_answers() != 0) fail("pending answers left after the connection", out);
   check_output(in, out);
   check_sequence(out);
   // The client is gone: every exchange was answered or cancelled, and a late answer is a no-op.
@@ -247,37 +273,8 @@ void run_deferred(deferred_harness& h, std::string_view in, size_t chunk) {
   }
 }
 
-// Feeds `in` to a fresh adopted connection, `chunk` bytes per write, then half-closes, runs the
-// loop until the server has closed the connection, and checks what came back.
 void run_one(harness& h, std::string_view in, size_t chunk) {
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) abort();
-  fcntl(fds[1], F_SETFL, O_NONBLOCK);
-  if (h.server->adopt(fds[0]) != 0) abort();
-  std::string out;
-  char buf[65536];
-  size_t sent = 0;
-  bool shut = false;
-  for (int turn = 0; turn < 100000; ++turn) {
-    if (sent < in.size()) {
-      size_t n = in.size() - sent < chunk ? in.size() - sent : chunk;
-      ssize_t w = send(fds[1], in.data() + sent, n, MSG_NOSIGNAL);
-      if (w > 0) sent += static_cast<size_t>(w);
-      if (w < 0 && errno == EPIPE) sent = in.size();  // server closed: the rest is moot
-    } else if (!shut) {
-      shutdown(fds[1], SHUT_WR);
-      shut = true;
-    }
-    uv_run(&h.loop, UV_RUN_NOWAIT);
-    for (;;) {
-      ssize_t r = recv(fds[1], buf, sizeof buf, 0);
-      if (r <= 0) break;
-      out.append(buf, static_cast<size_t>(r));
-    }
-    if (shut && h.server->connection_count() == 0) break;
-  }
-  if (h.server->connection_count() != 0) fail("connection still open after the input ended", out);
-  close(fds[1]);
+  std::string out = drive(&h.loop, h.server, in, chunk, [](phase p) { return p == phase::sent; });
   check_output(in, out);
 }
 

@@ -19,15 +19,9 @@ const char* route_name(route r) {
 
 void write_metrics(core::buf_writer& w, const scrape_inputs& in) {
   core::prom_writer p(w);
-  static const char* classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-  p.family("hello_http_requests_total", "counter", "Answered requests by route and status class.");
-  for (size_t r = 0; r < static_cast<size_t>(route::count); ++r) {
-    for (size_t c = 1; c < 5; ++c) {
-      p.sample_int("hello_http_requests_total",
-                   {{"route", route_name(static_cast<route>(r))}, {"code", classes[c]}},
-                   in.metrics->requests[r][c]);
-    }
-  }
+  core::write_route_counts(p, "hello_http_requests_total", in.metrics->requests,
+                           static_cast<size_t>(route::count),
+                           [](size_t r) { return route_name(static_cast<route>(r)); });
   p.family("hello_http_request_duration_seconds", "histogram",
            "From a request's first parsed byte to its answer being queued.");
   p.histogram("hello_http_request_duration_seconds", {}, in.metrics->durations);

@@ -23,9 +23,7 @@ struct hello_metrics {
       duration_buckets};
 
   void observe(route r, int status, double seconds) {
-    int cls = status / 100 - 1;
-    if (cls < 0 || cls > 4) cls = 4;
-    ++requests[static_cast<size_t>(r)][cls];
+    ++requests[static_cast<size_t>(r)][core::status_class(status)];
     durations.observe(seconds);
   }
 };

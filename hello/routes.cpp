@@ -22,14 +22,6 @@ void html_escape(core::buf_writer& w, std::string_view s) {
   }
 }
 
-void error(core::http_reply& reply, int status, std::string_view message) {
-  reply.status = status;
-  reply.body.reset();
-  reply.body.put("{\"error\":\"");
-  reply.body.put(message);
-  reply.body.put("\"}");
-}
-
 }  // namespace
 
 void write_status(const app& a, bool html, core::http_reply& reply);
@@ -65,16 +57,16 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
   } record{a.health};
   reply.route = static_cast<uint8_t>(route::other);
 
-  if (raw.empty()) return error(reply, 400, "bad request-target");
+  if (raw.empty()) return reply.error(400, "bad request-target");
   char decoded[max_name_bytes + 1];
   size_t len = 0;
   switch (percent_decode(raw, decoded, sizeof decoded, &len)) {
     case decode_result::ok: break;
-    case decode_result::bad_escape: return error(reply, 400, "bad percent-encoding in path");
-    case decode_result::too_long: return error(reply, 414, "name too long");
+    case decode_result::bad_escape: return reply.error(400, "bad percent-encoding in path");
+    case decode_result::too_long: return reply.error(414, "name too long");
   }
   std::string_view path(decoded, len);
-  if (!valid_utf8(path)) return error(reply, 400, "path is not valid UTF-8");
+  if (!valid_utf8(path)) return reply.error(400, "path is not valid UTF-8");
 
   enum class kind { root, health, status, metrics, poison, antidote, die, name, none };
   kind k = kind::none;
@@ -106,16 +98,16 @@ void handle_request(void* ctx, const core::http_request& request, core::http_rep
     case kind::poison:
     case kind::antidote:
     case kind::die: reply.route = static_cast<uint8_t>(route::chaos); break;
-    case kind::none: return error(reply, 404, "not found");
+    case kind::none: return reply.error(404, "not found");
   }
-  if (path.size() - 1 > max_name_bytes) return error(reply, 414, "name too long");
+  if (path.size() - 1 > max_name_bytes) return reply.error(414, "name too long");
   bool chaos_route = k == kind::poison || k == kind::antidote || k == kind::die;
   // The chaos routes change state, so HEAD (which must not) is not among their methods.
   bool method_ok = chaos_route ? request.method == HTTP_GET || request.method == HTTP_POST
                                : request.method == HTTP_GET || request.method == HTTP_HEAD;
   if (!method_ok) {
     reply.extra_headers = chaos_route ? kAllowChaos : kAllow;
-    return error(reply, 405, "method not allowed");
+    return reply.error(405, "method not allowed");
   }
   switch (k) {
     case kind::root: write_greeting(reply.body, "World"); break;

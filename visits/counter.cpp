@@ -12,6 +12,17 @@ namespace visits {
 using core::store_error;
 using core::store_state;
 
+const core::pg_migration schema[] = {
+    {1,
+     "CREATE TABLE IF NOT EXISTS visits_counter (id int PRIMARY KEY CHECK (id = 1), "
+     "n bigint NOT NULL, seq bigint NOT NULL)"},
+    {1, "INSERT INTO visits_counter (id, n, seq) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING"},
+    {1,
+     "CREATE TABLE IF NOT EXISTS visits_flush (flush_id bigint PRIMARY KEY, "
+     "delta bigint NOT NULL, result bigint, created timestamptz NOT NULL DEFAULT now())"},
+};
+const size_t schema_steps = sizeof schema / sizeof schema[0];
+
 const char* store_used_name(store_used s) {
   switch (s) {
     case store_used::redis: return "redis";

@@ -181,4 +181,9 @@ class counter {
 
 const char* store_used_name(store_used s);
 
+// The schema the counter needs, applied by pg_client at connect (versioned, idempotent): the
+// durable count n, the highest number handed out seq, and the flush log.
+extern const core::pg_migration schema[];
+extern const size_t schema_steps;
+
 }  // namespace visits

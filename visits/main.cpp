@@ -74,17 +74,6 @@ std::string secret(int index) {
   return out;
 }
 
-// The durable count n, the highest number handed out seq, and the flush log (see counter.hpp).
-const core::pg_migration kSchema[] = {
-    {1,
-     "CREATE TABLE IF NOT EXISTS visits_counter (id int PRIMARY KEY CHECK (id = 1), "
-     "n bigint NOT NULL, seq bigint NOT NULL)"},
-    {1, "INSERT INTO visits_counter (id, n, seq) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING"},
-    {1,
-     "CREATE TABLE IF NOT EXISTS visits_flush (flush_id bigint PRIMARY KEY, "
-     "delta bigint NOT NULL, result bigint, created timestamptz NOT NULL DEFAULT now())"},
-};
-
 struct visits_main {
   core::event_loop* loop;
   core::http_server* server;
@@ -163,8 +152,8 @@ int main(int argc, char** argv) {
     bad(opt_database, why.c_str());
   }
   po.password = secret(opt_database_password_file);
-  po.migrations = kSchema;
-  po.migration_count = sizeof kSchema / sizeof kSchema[0];
+  po.migrations = visits::schema;
+  po.migration_count = visits::schema_steps;
   uint64_t store_timeout = core::option_duration(opt(opt_store_timeout), 1);
   uint64_t connect_timeout = core::option_duration(opt(opt_connect_timeout), 1);
   ro.command_timeout_ms = po.query_timeout_ms = store_timeout;

@@ -10,14 +10,6 @@ constexpr std::string_view kAllowGet = "Allow: GET, HEAD\r\n";
 constexpr std::string_view kAllowVisits = "Allow: GET\r\n";
 constexpr std::string_view kAllowReset = "Allow: GET, POST\r\n";
 
-void error(core::http_reply& reply, int status, std::string_view message) {
-  reply.status = status;
-  reply.body.reset();
-  reply.body.put("{\"error\":\"");
-  reply.body.put(message);
-  reply.body.put("\"}");
-}
-
 std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find_first_of("?#"));
 }
@@ -47,25 +39,25 @@ void handle_request(void* ctx, const core::http_request& req, core::http_reply& 
     // A visit changes the count: HEAD (which must not change anything) is not allowed.
     if (req.method != HTTP_GET) {
       reply.extra_headers = kAllowVisits;
-      return error(reply, 405, "method not allowed");
+      return reply.error(405, "method not allowed");
     }
     visit* v = a.count->new_visit();
-    if (v == nullptr) return error(reply, 503, "out of memory");
+    if (v == nullptr) return reply.error(503, "out of memory");
     v->html = req.accepts_html;
     v->answer = reply.defer(counter::on_visit_cancel, v);
     if (!v->answer.pending()) {
       v->gone = true;
-      return error(reply, 503, "out of memory");
+      return reply.error(503, "out of memory");
     }
     a.count->add(v);
     return;
   }
   if (path == "/resetcounter") {
     reply.route = static_cast<uint8_t>(route::reset);
-    if (!a.reset_enabled) return error(reply, 404, "not found");
+    if (!a.reset_enabled) return reply.error(404, "not found");
     if (req.method != HTTP_GET && req.method != HTTP_POST) {
       reply.extra_headers = kAllowReset;
-      return error(reply, 405, "method not allowed");
+      return reply.error(405, "method not allowed");
     }
     a.count->reset();
     reply.body.put("{\"visits\":0}");
@@ -76,7 +68,7 @@ void handle_request(void* ctx, const core::http_request& req, core::http_reply& 
     reply.route = static_cast<uint8_t>(route::health);
     if (!get) {
       reply.extra_headers = kAllowGet;
-      return error(reply, 405, "method not allowed");
+      return reply.error(405, "method not allowed");
     }
     bool r = a.count->redis_up();
     bool p = a.count->pg_up();
@@ -97,37 +89,29 @@ void handle_request(void* ctx, const core::http_request& req, core::http_reply& 
     reply.route = static_cast<uint8_t>(route::metrics);
     if (!get) {
       reply.extra_headers = kAllowGet;
-      return error(reply, 405, "method not allowed");
+      return reply.error(405, "method not allowed");
     }
     reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
     write_metrics(a, reply.body);
     return;
   }
-  error(reply, 404, "not found");
+  reply.error(404, "not found");
 }
 
 void observe_request(void* ctx, const core::http_observation& o) {
   auto& a = *static_cast<app*>(ctx);
   size_t r =
       o.route < static_cast<uint8_t>(route::count) ? o.route : static_cast<size_t>(route::other);
-  int cls = o.status / 100 - 1;
-  if (cls < 0 || cls > 4) cls = 4;
-  ++a.requests[r][cls];
+  ++a.requests[r][core::status_class(o.status)];
   a.durations.observe(static_cast<double>(uv_hrtime() - o.start_ns) / 1e9);
 }
 
 void write_metrics(const app& a, core::buf_writer& w) {
   core::prom_writer p(w);
-  static const char* classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   const counter_stats& st = a.count->stats();
-  p.family("visits_http_requests_total", "counter", "Answered requests by route and status class.");
-  for (size_t r = 0; r < static_cast<size_t>(route::count); ++r) {
-    for (size_t c = 1; c < 5; ++c) {
-      p.sample_int("visits_http_requests_total",
-                   {{"route", route_name(static_cast<route>(r))}, {"code", classes[c]}},
-                   a.requests[r][c]);
-    }
-  }
+  core::write_route_counts(p, "visits_http_requests_total", a.requests,
+                           static_cast<size_t>(route::count),
+                           [](size_t r) { return route_name(static_cast<route>(r)); });
   p.family("visits_http_request_duration_seconds", "histogram",
            "From a request's first parsed byte to its answer, deferred ones included.");
   p.histogram("visits_http_request_duration_seconds", {}, a.durations);

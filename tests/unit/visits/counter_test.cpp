@@ -27,16 +27,6 @@
 
 namespace {
 
-const core::pg_migration kSchema[] = {
-    {1,
-     "CREATE TABLE IF NOT EXISTS visits_counter (id int PRIMARY KEY CHECK (id = 1), "
-     "n bigint NOT NULL, seq bigint NOT NULL)"},
-    {1, "INSERT INTO visits_counter (id, n, seq) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING"},
-    {1,
-     "CREATE TABLE IF NOT EXISTS visits_flush (flush_id bigint PRIMARY KEY, "
-     "delta bigint NOT NULL, result bigint, created timestamptz NOT NULL DEFAULT now())"},
-};
-
 // One client connection: the test's end of a socketpair whose other end the server adopted.
 struct client {
   int fd = -1;
@@ -91,8 +81,8 @@ class Counter : public ::testing::Test {
     core::pg_options po;
     po.conninfo = pg_server_.conninfo();
     po.password = pg_server_.password();
-    po.migrations = kSchema;
-    po.migration_count = 3;
+    po.migrations = visits::schema;
+    po.migration_count = visits::schema_steps;
     po.query_timeout_ms = 1000;
     po.backoff_max_ms = 300;
     redis_ = std::make_unique<core::redis_client>(&loop_, ro);
