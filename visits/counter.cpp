@@ -602,6 +602,11 @@ void counter::pg_done(pg_op* op, const core::pg_query_result& r) {
   }
   if (r.error != store_error::none) {
     ++stats_.pg_errors[static_cast<int>(r.error)];
+    static const char* kinds[] = {"apply", "tombstone", "read", "reset", "prune"};
+    char why[160];
+    core::log_escape(r.detail != nullptr ? r.detail : "", why, sizeof why);
+    core::log_event("COUNTER", "postgres=failed statement=%s error=%s detail=\"%s\" retry=yes",
+                    kinds[op->kind], core::store_error_name(r.error), why);
     // Unknown outcome (or a server error, e.g. two executions of one id racing): it stays
     // first in line and is retried when PostgreSQL is up again, or at the next flush tick.
     op->unknown = true;
@@ -712,6 +717,7 @@ void counter::on_flush_timer(uv_timer_t* t) {
   }
   self->update_lag();
   self->pump_pg();
+  self->check_finished();
 }
 
 // --- reset and finish ------------------------------------------------------------------------
@@ -755,11 +761,9 @@ void counter::finish(uint64_t deadline_ms, void (*on_done)(void*), void* ctx) {
   on_finished_ = on_done;
   finished_ctx_ = ctx;
   close_batch();
-  if (backlog_ > 0) {
-    // The flush timer's work, now.
-    uv_timer_stop(&flush_timer_);
-    on_flush_timer(&flush_timer_);
-  }
+  // The flush timer's work, now; the timer keeps running, since its ticks are also what retries
+  // a statement that failed while PostgreSQL stayed up.
+  on_flush_timer(&flush_timer_);
   uv_timer_start(
       &finish_timer_,
       [](uv_timer_t* t) {
