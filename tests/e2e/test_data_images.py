@@ -43,8 +43,7 @@ PACKAGES = {"redis": ("redis-server", "redis-tools", "libc6", "libssl3", "libjem
 POSTGRES_APPLETS = ("sh", "id", "cat", "sed", "grep", "mkdir", "chmod")
 
 HARDENED = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-PG_TMPFS = ["--tmpfs", "/run/postgresql:size=1m,uid=65532,gid=65532,mode=0700",
-            "--tmpfs", "/tmp:size=16m,uid=65532,gid=65532,mode=0700"]
+PG_TMPFS = ["--tmpfs", "/run/postgresql:size=1m,uid=65532,gid=65532,mode=0700"]
 
 
 def run(cmd, timeout=60, check=True):

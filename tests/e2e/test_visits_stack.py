@@ -194,7 +194,7 @@ def test_data_services_hardened_and_internal(stack, capsys):
     volumes = [m for m in pg["Mounts"] if m["Type"] == "volume"]
     assert [(m["Name"], m["Destination"]) for m in volumes] == [
         (PROJECT + "_postgres-data", "/var/lib/postgresql/data")], volumes
-    assert sorted(pg["HostConfig"]["Tmpfs"]) == ["/run/postgresql", "/tmp"]
+    assert sorted(pg["HostConfig"]["Tmpfs"]) == ["/run/postgresql"]
     redis = stack.inspect(stack.container("redis"))
     assert not [m for m in redis["Mounts"] if m["Type"] == "volume"], redis["Mounts"]
 
