@@ -336,5 +336,7 @@ def test_sigint_stops_visits_gracefully_having_flushed(stack, capsys):
     assert stack.durable_count() == last
     time.sleep(1)
     assert not stack.inspect(cid)["State"]["Running"], "restarted after a manual stop"
-    assert stack.get("/visits").status_code == 502  # nginx is up, visits is not
+    # nginx is up, visits is not: 502 (refused, or the name is gone) or 504 (its cached address
+    # no longer answers: proxy_connect_timeout), nginx's own answer either way.
+    assert stack.get("/visits").status_code in (502, 504)
     assert stack.get("/baz").status_code == 200     # and hello still answers
