@@ -10,6 +10,9 @@
 # redirects name NGINX_HTTPS_PORT (the port clients reach HTTPS on, default 443). Without them,
 # port 80 alone, as before.
 #
+# visits: /visits and /resetcounter go to NGINX_VISITS_HOST:NGINX_VISITS_PORT (default
+# visits:8080), looked up per request through NGINX_RESOLVER (default: resolv.conf's servers).
+#
 # Runs on the image's static busybox (sh, id, chown, awk, sort, tr, sed, mv, sleep, cat),
 # util-linux's setpriv and glibc's getent: a command added here needs its applet linked in
 # Dockerfile.multi (and named in tests/e2e/test_nginx_image.py).
@@ -34,6 +37,8 @@ interval=${NGINX_RESOLVE_INTERVAL:-2}
 tls_cert=${NGINX_TLS_CERT:-/run/secrets/tls_cert}
 tls_key=${NGINX_TLS_KEY:-/run/secrets/tls_key}
 https_port=${NGINX_HTTPS_PORT:-443}
+visits_host=${NGINX_VISITS_HOST:-visits}
+visits_port=${NGINX_VISITS_PORT:-8080}
 template=/etc/nginx/templates/default.conf.template
 conf=/etc/nginx/conf.d/default.conf
 edge=/etc/nginx/conf.d/edge.servers  # the public server blocks, included by $conf
@@ -66,6 +71,36 @@ if [ "$https_port" -gt 65535 ]; then
   echo "nginx-entrypoint: error: NGINX_HTTPS_PORT '$https_port': expected a port number 1-65535" >&2
   exit 2
 fi
+
+case "$visits_host" in
+  '' | *[!A-Za-z0-9.-]*)
+    echo "nginx-entrypoint: error: NGINX_VISITS_HOST '$visits_host': expected a host name" >&2
+    exit 2
+    ;;
+esac
+case "$visits_port" in
+  '' | *[!0-9]* | 0*)
+    echo "nginx-entrypoint: error: NGINX_VISITS_PORT '$visits_port': expected a port number 1-65535" >&2
+    exit 2
+    ;;
+esac
+
+# The nameservers nginx asks for visits (per request): NGINX_RESOLVER, else resolv.conf's, an
+# IPv6 address in brackets as nginx wants it.
+resolver=${NGINX_RESOLVER:-$(awk '$1 == "nameserver" { a = $2; if (a ~ /:/) a = "[" a "]"; printf "%s ", a }' /etc/resolv.conf 2>/dev/null)}
+case "$resolver" in
+  *[!\ ]*) ;;
+  *)
+    echo "nginx-entrypoint: error: no nameserver in /etc/resolv.conf (set NGINX_RESOLVER)" >&2
+    exit 2
+    ;;
+esac
+case "$resolver" in
+  *[!0-9A-Za-z.:\[\]\ -]*)
+    echo "nginx-entrypoint: error: NGINX_RESOLVER '$resolver': expected addresses or names" >&2
+    exit 2
+    ;;
+esac
 
 # The public servers: plain when neither file exists; TLS when both do and are readable (as
 # 65532: nginx reads them after the switch of user); an error for anything in between, so a
@@ -111,7 +146,8 @@ render() {
   for a in $1; do
     servers="${servers}server ${a}:${upstream_port} max_fails=2 fail_timeout=5s; "
   done
-  sed -e "s|@STRATEGY@|${directive}|" -e "s|@SERVERS@|${servers}|" "$template" > "$conf.tmp"
+  sed -e "s|@STRATEGY@|${directive}|" -e "s|@SERVERS@|${servers}|" -e "s|@RESOLVER@|${resolver}|" \
+    -e "s|@VISITS@|${visits_host}:${visits_port}|" "$template" > "$conf.tmp"
   render_retries "$1"
   mv "$retry_upstreams.tmp" "$retry_upstreams"
   mv "$retry_locations.tmp" "$retry_locations"
@@ -164,6 +200,7 @@ while [ -z "$current" ]; do
 done
 render "$current"
 echo "nginx-entrypoint: strategy=$strategy upstream=$upstream_host:$upstream_port replicas: $current"
+echo "nginx-entrypoint: visits=$visits_host:$visits_port resolver=$resolver"
 nginx -t -q
 
 # The watcher: a background loop that outlives the exec below (nginx becomes its parent).

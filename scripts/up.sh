@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build and run the whole stack: nginx on ${HTTP_PORT:-80} -> hello:8080, plus the sidecar.
+# Build and run the whole stack: nginx on ${HTTP_PORT:-80} -> hello:8080 and visits:8080 (with
+# redis and postgres behind it), plus the sidecar.
 #
 #   scripts/up.sh                  # foreground; Ctrl-C stops the stack
 #   scripts/up.sh -d               # detached; extra arguments go to `compose up`
@@ -7,6 +8,11 @@
 #                                  # chain and key in $TLS_DIR/cert.pem and key.pem
 #   scripts/up.sh --self-signed -d # same, first making a self-signed pair for localhost in
 #                                  # $TLS_DIR if none is there (or it expires within a day)
+#
+# PostgreSQL's password (a Docker secret for postgres and visits) is $SECRETS_DIR/postgres_password,
+# SECRETS_DIR defaulting to .secrets/ (git- and docker-ignored); a random one is written when the
+# file is missing. It sets the password of a new cluster only (an existing volume keeps its own;
+# docs/DEPLOYMENT.md, "visits").
 #
 # TLS_DIR defaults to .tls/ in the repository (git- and docker-ignored: keys are never
 # committed nor sent to the image build). --tls adds docker-compose.tls.yml to COMPOSE_FILE.
@@ -63,6 +69,32 @@ make_self_signed() {
     mv "$cert.tmp" "$cert"
     echo "up: made a self-signed certificate for localhost in $cert (30 days)"
 }
+
+export SECRETS_DIR=${SECRETS_DIR:-$root/.secrets}
+password=$SECRETS_DIR/postgres_password
+
+# 32 random bytes as 64 hex digits: no character needs quoting anywhere it travels. Compose
+# mounts a file secret with the file's own owner and mode, and both readers run as uid 65532:
+# the file goes to 65532 with mode 0400, as the TLS key does.
+make_password() {
+    [ ! -s "$password" ] || return 0
+    mkdir -p "$SECRETS_DIR"
+    chmod 0700 "$SECRETS_DIR"
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$password.tmp" && echo >> "$password.tmp")
+    [ "$(wc -c < "$password.tmp")" -eq 65 ] || die "could not write a random password to $password.tmp"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown 65532:65532 "$password.tmp"
+        chmod 0400 "$password.tmp"
+    else
+        # Without root the file cannot be given to 65532: readable by all, acceptable for a
+        # local stack only; on a shared machine run this as root (or chown it yourself).
+        chmod 0644 "$password.tmp"
+        echo "up: warning: not root, so $password is world-readable (local use only)" >&2
+    fi
+    mv "$password.tmp" "$password"
+    echo "up: wrote a random PostgreSQL password to $password"
+}
+make_password
 
 if [ "$tls" -eq 1 ]; then
     [ "$self_signed" -eq 0 ] || make_self_signed

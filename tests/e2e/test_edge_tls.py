@@ -37,7 +37,8 @@ def free_port():
 def edge():
     tls_dir = tempfile.mkdtemp(prefix="edge-tls-")
     http_port, https_port = free_port(), free_port()
-    env = dict(os.environ, COMPOSE_PROJECT_NAME=PROJECT, TLS_DIR=tls_dir,
+    # The PostgreSQL password (visits) goes to the temporary directory too, not to .secrets/.
+    env = dict(os.environ, COMPOSE_PROJECT_NAME=PROJECT, TLS_DIR=tls_dir, SECRETS_DIR=tls_dir,
                HTTP_PORT=str(http_port), HTTPS_PORT=str(https_port))
     env.pop("COMPOSE_FILE", None)
     compose = [str(REPO / "scripts" / "compose"), "-f", "docker-compose.yml", "-f",
@@ -153,6 +154,20 @@ def test_assignment_routes_stay_plain_on_80(edge, path, body):
     assert "Strict-Transport-Security" not in r.headers  # never over plain HTTP (RFC 6797)
     r = requests.get(edge["http"] + "/health", timeout=5, allow_redirects=False)
     assert r.status_code == 200 and set(r.json()) == {"healthy", "latency"}
+
+
+def test_visits_stays_plain_on_80_and_counts_on_https_too(edge):
+    """seed 003: `curl localhost` (here /visits) and `curl localhost/resetcounter` are plain
+    curl commands, which follow no redirect: plain JSON on port 80, like /baz. Over HTTPS the
+    same counter answers, with HSTS."""
+    r = requests.get(edge["http"] + "/resetcounter", timeout=5, allow_redirects=False)
+    assert r.status_code == 200 and r.json() == {"visits": 0}, (r.status_code, r.text)
+    r = requests.get(edge["http"] + "/visits", timeout=5, allow_redirects=False)
+    assert r.status_code == 200 and r.json() == {"visits": 1}, (r.status_code, r.text)
+    assert "Strict-Transport-Security" not in r.headers
+    p = curl(edge, "-k", "-D", "-", edge["https"] + "/visits")
+    assert p.returncode == 0 and p.stdout.endswith('{"visits":2}'), p.stdout
+    assert "strict-transport-security: max-age=63072000" in p.stdout.lower(), p.stdout
 
 
 @pytest.mark.parametrize("path", ["/status", "/a/b", "/baz/"])

@@ -4,7 +4,8 @@
 
 Makes this node a single-node swarm if it is not in one yet (and leaves it again at the end),
 builds the images under test tags, deploys the stack with nginx on port 18080 (so it can run
-beside the compose e2e on port 80), waits for 4/4 healthy hello replicas, then:
+beside the compose e2e on port 80; the PostgreSQL password a Swarm secret from a temporary
+SECRETS_DIR), waits for 4/4 healthy hello replicas and for visits counting through nginx, then:
 
   1. rolls hello to a new image under constant keep-alive load through nginx and counts every
      answer: no non-2xx, no failed request, every task on the new spec, and for every old
@@ -13,8 +14,8 @@ beside the compose e2e on port 80), waits for 4/4 healthy hello replicas, then:
      old replicas never stop;
   3. poisons one replica (its /health answers 503): Docker marks it unhealthy, Swarm stops it and
      starts a replacement in the same slot, and the service answers throughout;
-  4. removes the stack (waiting for its networks to go) and leaves the swarm if it made it,
-     also when something failed.
+  4. removes the stack (waiting for its networks to go) and its PostgreSQL volume, and leaves
+     the swarm if it made it, also when something failed.
 
 Every part prints what it measured and how long it took.
 
@@ -33,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -48,6 +50,9 @@ HTTP_PORT = int(os.environ.get("SWARM_HTTP_PORT") or "18080")
 UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
 LOAD_CONNECTIONS = int(os.environ.get("SWARM_LOAD_CONNECTIONS") or "8")
 TAG_OLD, TAG_NEW = "e2e-swarm-a", "e2e-swarm-b"
+IMAGE_TARGETS = ("hello", "sidecar", "nginx", "visits", "redis", "postgres")
+# The PostgreSQL password (a Swarm secret read from SECRETS_DIR/postgres_password).
+SECRETS_DIR = tempfile.mkdtemp(prefix="swarm-e2e-secrets-")
 REPLICAS = 4
 HELLO = STACK + "_hello"
 NGINX = STACK + "_nginx"
@@ -247,11 +252,11 @@ def start_load():
 
 @pytest.fixture(scope="module")
 def images(swarm, capsys_module):
-    """hello-stack/{hello,sidecar,nginx}:TAG_OLD and hello-stack/hello:TAG_NEW, a different
-    image (same build, one more label) for the update."""
+    """hello-stack/{hello,sidecar,nginx,visits,redis,postgres}:TAG_OLD and
+    hello-stack/hello:TAG_NEW, a different image (same build, one more label) for the update."""
     t0 = time.monotonic()
     run([str(REPO / "scripts" / "base-images.sh")], timeout=UP_TIMEOUT)
-    for target in ("hello", "sidecar", "nginx"):
+    for target in IMAGE_TARGETS:
         docker("build", "-q", "-f", "Dockerfile.multi", "--target", target,
                "-t", "hello-stack/%s:%s" % (target, TAG_OLD), ".", timeout=UP_TIMEOUT)
     docker("build", "-q", "-f", "Dockerfile.multi", "--target", "hello",
@@ -264,7 +269,7 @@ def images(swarm, capsys_module):
     try:
         yield ids
     finally:
-        tags = ["hello-stack/%s:%s" % (t, TAG_OLD) for t in ("hello", "sidecar", "nginx")]
+        tags = ["hello-stack/%s:%s" % (t, TAG_OLD) for t in IMAGE_TARGETS]
         docker("rmi", *tags, "hello-stack/hello:" + TAG_NEW, timeout=120, check=False)
 
 
@@ -280,8 +285,12 @@ def publish_mode():
 def stack_env():
     env = dict(os.environ)
     mode = publish_mode()
+    pw = os.path.join(SECRETS_DIR, "postgres_password")
+    if not os.path.exists(pw):
+        with open(os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
     env.update(HTTP_PORT=str(HTTP_PORT), STACK_TAG=TAG_OLD, HELLO_CHAOS="on",
-               HTTP_PUBLISH_MODE=mode,
+               SECRETS_DIR=SECRETS_DIR, VISITS_RESET="on", HTTP_PUBLISH_MODE=mode,
                NGINX_UPDATE_ORDER="start-first" if mode == "ingress" else "stop-first")
     return env
 
@@ -298,6 +307,8 @@ def remove_stack(capsys_module):
         return not nets and not ctrs
 
     wait_for("the stack's containers and networks to be removed", gone, timeout=90, interval=0.5)
+    # Its volume (PostgreSQL's data) outlives `stack rm`: a test run leaves nothing behind.
+    docker("volume", "rm", "-f", STACK + "_postgres-data", timeout=60, check=False)
     return time.monotonic() - t0
 
 
@@ -321,13 +332,16 @@ def stack(swarm, images, capsys_module):
                  lambda: get("/", timeout=2)[0] == 200, timeout=60, interval=0.5)
         wait_for("nginx to balance over all %d replicas" % REPLICAS,
                  lambda: len(served_by(4 * REPLICAS)) == REPLICAS, timeout=60, interval=0.5)
-        say(capsys_module, "deployed, %d/%d hello healthy, nginx answering: %.1f s",
-            REPLICAS, REPLICAS, time.monotonic() - t0)
+        wait_for("visits to count through nginx", lambda: get("/visits", timeout=2)[0] == 200,
+                 timeout=120, interval=0.5)
+        say(capsys_module, "deployed, %d/%d hello healthy, nginx answering, visits counting: "
+            "%.1f s", REPLICAS, REPLICAS, time.monotonic() - t0)
         yield
     finally:
         # Shown by pytest when something failed.
         print(docker("stack", "ps", "--no-trunc", STACK, timeout=30, check=False).stdout)
         seconds = remove_stack(capsys_module)
+        shutil.rmtree(SECRETS_DIR, ignore_errors=True)
         say(capsys_module, "docker stack rm until its networks were gone: %.1f s", seconds)
 
 
@@ -365,8 +379,20 @@ def test_deployed_as_specified(stack, capsys):
     say(capsys, "sidecar task as running: read-only root, CapEff=%s, uid 65532, backend only",
         sidecar_status["CapEff"].strip())
 
+    # visits, redis and postgres: hardened the same way, on the internal network only; the
+    # password a Swarm secret (a file), never in the environment.
+    for service in ("visits", "redis", "postgres"):
+        st = check_hardened_task(STACK + "_" + service, {STACK + "_backend"})
+        say(capsys, "%s task as running: read-only root, CapEff=%s, uid 65532, backend only",
+            service, st["CapEff"].strip())
+    for service in ("visits", "postgres"):
+        cs = inspect(STACK + "_" + service)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
+        assert [x["File"]["Name"] for x in cs["Secrets"]] == ["postgres_password"], cs["Secrets"]
+        assert not [e for e in cs.get("Env", []) if "PASSWORD=" in e], cs["Env"]
+
     # Only nginx publishes a port.
-    for service in (HELLO, STACK + "_sidecar"):
+    for service in (HELLO, STACK + "_sidecar", STACK + "_visits", STACK + "_redis",
+                    STACK + "_postgres"):
         assert not (inspect(service)[0]["Endpoint"].get("Ports") or []), service
     ncs = inspect(NGINX)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert ncs["ReadOnly"] is True and ncs["CapabilityDrop"] == ["ALL"], ncs
