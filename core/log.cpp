@@ -1,5 +1,7 @@
 #include "log.hpp"
 
+#include "response.hpp"
+
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
@@ -124,20 +126,13 @@ struct out_buf {
     va_end(ap);
     if (n > 0) len = len + static_cast<size_t>(n) < size ? len + static_cast<size_t>(n) : size - 1;
   }
+  // A JSON string with core's one escaper (response.hpp), truncated like everything else here.
   void json_string(std::string_view v) {
-    static const char hex[] = "0123456789abcdef";
     put("\"");
-    for (unsigned char c : v) {
-      if (c == '"' || c == '\\') {
-        char e[2] = {'\\', static_cast<char>(c)};
-        put(std::string_view(e, 2));
-      } else if (c < 0x20 || c == 0x7f) {
-        char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-        put(std::string_view(e, 6));
-      } else {
-        char e = static_cast<char>(c);
-        put(std::string_view(&e, 1));
-      }
+    if (len + 2 < size) {
+      buf_writer w(p + len, size - len - 2);  // room for the closing quote and the NUL
+      json_escape(w, v);
+      len += w.len;
     }
     put("\"");
   }

@@ -711,6 +711,30 @@ def test_metrics_counters_grow_by_route_and_code(start_hello):
             assert m2.samples.get((name, labels), -1) >= v, (name, labels)
 
 
+def test_metrics_label_the_route_that_served(start_hello):
+    """The handler tags the route it served: an absolute-form target and a percent-encoded
+    path count under their route (before, the metrics guessed from the raw target and counted
+    `GET http://host/health` as "other"); the server's own rejections count as "other"."""
+    iid = "tags"
+    h = start_hello("--instance-id", iid)
+    m1 = scrape(h.port, iid)
+    with Conn(h.port) as c:
+        assert c.request("GET", "http://example.test/health").status == 200
+        assert c.request("GET", "HTTP://example.test/").status == 200
+        assert c.request("GET", "/%68ealth").status == 200   # /health, encoded
+        assert c.request("GET", "/%62az").status == 200      # a name
+    m2 = scrape(h.port, iid)
+
+    def grew(route, code):
+        name = "hello_http_requests_total"
+        return m2.value(name, route=route, code=code) - m1.value(name, route=route, code=code)
+
+    assert grew("health", "2xx") == 2, m2.text
+    assert grew("root", "2xx") == 1, m2.text
+    assert grew("name", "2xx") == 1, m2.text
+    assert grew("other", "2xx") == 0, m2.text
+
+
 def test_metrics_poisoned_gauge(start_hello):
     h = start_hello("--instance-id", "pg")
     assert scrape(h.port).one("hello_poisoned") == 0

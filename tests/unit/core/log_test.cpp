@@ -32,6 +32,6 @@ TEST(LogFields, TextAndJsonFromOneDescription) {
   format_fields(log_format::text, f, 4, out, sizeof out);
   EXPECT_STREQ(out, "state=down n=3 rtt=1.500ms detail=\"a \\\"b\\\"\\x0a\"");
   format_fields(log_format::json, f, 4, out, sizeof out);
-  EXPECT_STREQ(out,
-               ",\"state\":\"down\",\"n\":3,\"rtt_ms\":1.500,\"detail\":\"a \\\"b\\\"\\u000a\"");
+  // JSON strings are escaped by core's one escaper (json_escape): a newline is \n.
+  EXPECT_STREQ(out, ",\"state\":\"down\",\"n\":3,\"rtt_ms\":1.500,\"detail\":\"a \\\"b\\\"\\n\"");
 }
