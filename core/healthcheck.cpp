@@ -120,4 +120,13 @@ int run_healthcheck(const char* url, int timeout_ms) {
   return 0;
 }
 
+int healthcheck_mode(const char* program, int argc, char** argv) {
+  if (argc < 2 || strcmp(argv[1], "--healthcheck") != 0) return -1;
+  if (argc > 3) {
+    fprintf(stderr, "%s: error: --healthcheck takes at most one URL\n", program);
+    return 2;
+  }
+  return run_healthcheck(argc == 3 ? argv[2] : default_healthcheck_url, 2000);
+}
+
 }  // namespace core

@@ -34,6 +34,17 @@
 
 namespace {
 
+// Small limits so that short inputs reach every rejection path.
+core::http_server_config small_limits() {
+  core::http_server_config cfg;
+  cfg.access_log = false;
+  cfg.max_target_bytes = 256;
+  cfg.max_header_bytes = 512;
+  cfg.max_headers = 8;
+  cfg.max_body_bytes = 1024;
+  return cfg;
+}
+
 struct harness {
   uv_loop_t loop{};
   hello::app app{hello::health_model(0.5, 1)};
@@ -41,14 +52,7 @@ struct harness {
 
   harness() {
     uv_loop_init(&loop);
-    core::http_server_config cfg;
-    cfg.access_log = false;
-    // Small limits so that short inputs reach every rejection path.
-    cfg.max_target_bytes = 256;
-    cfg.max_header_bytes = 512;
-    cfg.max_headers = 8;
-    cfg.max_body_bytes = 1024;
-    server = new core::http_server(&loop, cfg, hello::handle_request, &app);
+    server = new core::http_server(&loop, small_limits(), hello::handle_request, &app);
   }
 };
 
@@ -73,12 +77,7 @@ struct deferred_harness {
 
   deferred_harness() {
     uv_loop_init(&loop);
-    core::http_server_config cfg;
-    cfg.access_log = false;
-    cfg.max_target_bytes = 256;
-    cfg.max_header_bytes = 512;
-    cfg.max_headers = 8;
-    cfg.max_body_bytes = 1024;
+    core::http_server_config cfg = small_limits();
     cfg.max_pipelined = 4;
     cfg.body_policy = [](void*, llhttp_method_t m, std::string_view) {
       return m == HTTP_POST ? core::body_policy{512, true, true} : core::body_policy{};

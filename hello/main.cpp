@@ -128,21 +128,10 @@ const core::cli_option& opt(int index) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && strcmp(argv[1], "--healthcheck") == 0) {
-    if (argc > 3) {
-      fprintf(stderr, "hello: error: --healthcheck takes at most one URL\n");
-      return 2;
-    }
-    return core::run_healthcheck(argc == 3 ? argv[2] : core::default_healthcheck_url, 2000);
-  }
+  if (int rc = core::healthcheck_mode("hello", argc, argv); rc >= 0) return rc;
   core::log_init("hello");
-  core::cli_parse(
-      {"hello", STACK_VERSION, "the Hello HTTP service",
-       "Health check mode (for Docker's HEALTHCHECK; no curl needed):\n"
-       "  hello --healthcheck [URL]\n"
-       "      one GET of URL (default http://127.0.0.1:8080/health); exit 0 on 200,\n"
-       "      1 otherwise (refused, timeout after 2s, other status), 2 for a bad URL\n"},
-      argc, argv, g_options, opt_count);
+  core::cli_parse({"hello", STACK_VERSION, "the Hello HTTP service", core::healthcheck_help}, argc,
+                  argv, g_options, opt_count);
 
   char host[64];
   int port = 0;

@@ -57,14 +57,31 @@ bool exchange(int fd, const std::string& req, int answers, std::string& buf, boo
   return true;
 }
 
+// Access logs go to stdout's fixed buffer; while a test counts, they go to /dev/null.
+struct quiet_stdout {
+  int saved = -1;
+  quiet_stdout() {
+    fflush(stdout);
+    saved = dup(1);
+    if (freopen("/dev/null", "w", stdout) == nullptr) saved = -1;
+  }
+  ~quiet_stdout() {
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+  }
+};
+
+int bound_port(const core::http_server& server) {
+  std::string bound = server.bound_address();
+  return std::stoi(bound.substr(bound.rfind(':') + 1));
+}
+
 }  // namespace
 
 TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
-  // Access log on: its lines go to stdout's fixed buffer; send them to /dev/null here.
-  fflush(stdout);
-  int saved_stdout = dup(1);
-  FILE* devnull = freopen("/dev/null", "w", stdout);
-  ASSERT_NE(devnull, nullptr);
+  quiet_stdout quiet;  // access log on
+  ASSERT_NE(quiet.saved, -1);
   core::log_init("hello");
 
   core::event_loop loop;
@@ -75,8 +92,7 @@ TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
   cfg.observer_ctx = &app;
   core::http_server server(loop.uv(), cfg, hello::handle_request, &app);
   ASSERT_EQ(server.listen("127.0.0.1", 0), 0);
-  std::string bound = server.bound_address();
-  int port = std::stoi(bound.substr(bound.rfind(':') + 1));
+  int port = bound_port(server);
   pthread_t loop_thread = pthread_self();
 
   uv_async_t stop{};
@@ -118,10 +134,6 @@ TEST(Allocation, NoHeapAllocationPerRequestInSteadyState) {
   });
   EXPECT_EQ(loop.run(), 0);
   client.join();
-
-  fflush(stdout);
-  dup2(saved_stdout, 1);
-  close(saved_stdout);
   EXPECT_TRUE(ok.load()) << "a request failed";
   EXPECT_EQ(during, 0u) << "heap allocations on the loop thread across 10,000 requests";
 }
@@ -170,10 +182,8 @@ void answer_all(uv_timer_t* t) {
 }  // namespace
 
 TEST(Allocation, NoHeapAllocationPerDeferredJsonRequestInSteadyState) {
-  fflush(stdout);
-  int saved_stdout = dup(1);
-  FILE* devnull = freopen("/dev/null", "w", stdout);
-  ASSERT_NE(devnull, nullptr);
+  quiet_stdout quiet;
+  ASSERT_NE(quiet.saved, -1);
   core::log_init("later");
 
   core::event_loop loop;
@@ -185,8 +195,7 @@ TEST(Allocation, NoHeapAllocationPerDeferredJsonRequestInSteadyState) {
   cfg.body_policy = json_policy;
   core::http_server server(loop.uv(), cfg, deferred_handler, &app);
   ASSERT_EQ(server.listen("127.0.0.1", 0), 0);
-  std::string bound = server.bound_address();
-  int port = std::stoi(bound.substr(bound.rfind(':') + 1));
+  int port = bound_port(server);
   pthread_t loop_thread = pthread_self();
 
   struct stopper {
@@ -229,10 +238,6 @@ TEST(Allocation, NoHeapAllocationPerDeferredJsonRequestInSteadyState) {
   });
   EXPECT_EQ(loop.run(), 0);
   client.join();
-
-  fflush(stdout);
-  dup2(saved_stdout, 1);
-  close(saved_stdout);
   EXPECT_TRUE(ok.load()) << "a request failed";
   EXPECT_GT(app.answered, 2000u);
   EXPECT_EQ(during, 0u)
