@@ -240,7 +240,10 @@ def run(cfg, tmp):
                       "postgres": {"argv": "postgres -c listen_addresses=127.0.0.1 -c fsync=off "
                                            "-c full_page_writes=off -c max_connections=60 "
                                            "-c shared_buffers=16MB (tests/blackbox/stores.py)",
-                                   "cpus": _cpus(pg_p.pid)}}
+                                   "cpus": _cpus(pg_p.pid)},
+                      # stores.py's random temp dirs, shown as names in the command lines
+                      "dirs": {pg_p.store.dir: "$PGDIR", pg_p.template.dir: "$PGTEMPLATE",
+                               redis_p.store.dir: "$REDISDIR"}}
     servers = {"hello": peers.start_hello(tmp, cfg["hello"]),
                "visits": start_visits(tmp, cfg["visits"], redis, pg)}
     if cfg.get("seed_python_ok") and cfg.get("gunicorn"):
@@ -481,7 +484,8 @@ def verdicts(data):
 
 
 def commands(cfg, data):
-    L = ["# Redis and PostgreSQL (tests/blackbox/stores.py), on CPU %s / %s:"
+    L = ["# Redis and PostgreSQL (tests/blackbox/stores.py, in temp dirs $REDISDIR, $PGDIR; "
+         "the cluster initdb'd in $PGTEMPLATE), on CPU %s / %s:"
          % (data["stores"]["redis"]["cpus"], data["stores"]["postgres"]["cpus"]),
          "#   " + data["stores"]["redis"]["argv"], "#   " + data["stores"]["postgres"]["argv"],
          "# servers (ports picked at start; each in its own session):"]
@@ -492,6 +496,8 @@ def commands(cfg, data):
         line = shell_line(s["command"])
         if name.startswith("seed"):
             line = "(cd perf/baselines/flask && %s%s)" % (env + " " if env else "", line)
+        for path, alias in data["stores"]["dirs"].items():
+            line = line.replace(path, alias)
         L.append(line)
     L.append("# load, one run per server in every round (%s):" % ", ".join(data["order"]))
     for name in data["order"]:
