@@ -237,7 +237,11 @@ def main():
         log("matplotlib is missing: no %s (perf/run installs python3-matplotlib)" % rel(plot))
     with open(data["json"], "w") as f:
         json.dump(data, f, indent=1, sort_keys=True, default=str)
-    write_markdown(md, data)
+    partial = not short and [n for n, _ in SECTIONS if n not in cfg["sections"]]
+    if partial and os.path.exists(md):
+        md = splice_markdown(md, data)
+    else:
+        write_markdown(md, data)
     log("wrote %s, %s%s" % (rel(md), rel(data["json"]),
                             ", " + data["plot"] if data.get("plot") else ""))
     log("headline figures:")
@@ -255,25 +259,64 @@ def main():
     return 1 if data["failures"] else 0
 
 
+def section_markdown(data, name, mod):
+    """One section's part of results.md, between markers a partial run finds it by."""
+    sec = data["sections"][name]
+    L = [report.section_begin(name), ""]
+    if sec.get("error"):
+        L += ["## %s" % name, "", "FAILED: %s" % sec["error"], ""]
+    elif sec.get("skipped") and name not in ("images", "stack"):
+        L += ["## %s" % name, "", "Not measured: %s." % sec["skipped"], ""]
+    else:
+        L += mod.markdown(data["config"], sec)
+    if "elapsed_s" in sec:
+        L += ["(section took %.0f s)" % sec["elapsed_s"], ""]
+    return L + [report.section_end(name), ""]
+
+
 def write_markdown(path, data):
-    cfg = data["config"]
     L = report.head(data)
     L += report.targets(data, SECTIONS)
     for name, mod in SECTIONS:
-        sec = data["sections"].get(name)
-        if sec is None:
-            continue
-        if sec.get("error"):
-            L += ["## %s" % name, "", "FAILED: %s" % sec["error"], ""]
-        elif sec.get("skipped") and name not in ("images", "stack"):
-            L += ["## %s" % name, "", "Not measured: %s." % sec["skipped"], ""]
-        else:
-            L += mod.markdown(cfg, sec)
-        if "elapsed_s" in sec:
-            L += ["(section took %.0f s)" % sec["elapsed_s"], ""]
+        if name in data["sections"]:
+            L += section_markdown(data, name, mod)
     L += report.tail(data)
     with open(path, "w") as f:
         f.write("\n".join(L))
+
+
+def splice_markdown(path, data):
+    """A full-mode run of some sections only (PERF_SECTIONS) replaces their parts of
+    results.md, and their lines in the targets list, and keeps the rest of the last full run;
+    each part it writes says when and at which commit it was measured, as the file's head
+    describes the full run. A section whose old part has no markers (written before they
+    existed) cannot be cut out safely: then nothing is spliced and the run's own report goes
+    to perf/out/results-partial.md. -> the path written."""
+    with open(path) as f:
+        text = f.read()
+    g = data["git"]
+    note = ("Measured on its own by `%s` on %s UTC (%d s, load average before/after %s / %s), "
+            "git %s (%s)%s; the head of this file describes the last full run."
+            % (data["config"]["invocation"], data["started"], data["elapsed_s"],
+               data["load_before"], data["load_after"], (g["commit"] or "unknown")[:12],
+               g["branch"], "; uncommitted changes in: " + ", ".join(g["uncommitted"])
+               if g["uncommitted"] else ""))
+    for name, mod in SECTIONS:
+        if name not in data["sections"]:
+            continue
+        part = section_markdown(data, name, mod)
+        part[4:4] = [note, ""]  # [marker, "", "## title", "", note, "", the section ...]
+        targets = report.section_targets(data, name, mod)
+        text = report.splice(text, name, "\n".join(part), "\n".join(targets))
+        if text is None:
+            out = os.path.join(OUT_DIR, "results-partial.md")
+            write_markdown(out, data)
+            log("%s has an unmarked part for section %s: not changed; this run's report is %s"
+                % (rel(path), name, rel(out)))
+            return out
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def _exit_on_signal(signum, _frame):
