@@ -363,6 +363,11 @@ def one_run(cfg, data, name, server, tag, redis_p, pg_p):
     r["stores_cpu_pct"] = 100.0 * (after["stores_cpu"] - before["stores_cpu"]) / wall
     if "rps" not in r:
         return r
+    if r.get("server_cpu_pct") is not None and r["rps"]:
+        # What one answer cost the server side, the stores included: unlike req/s, it does not
+        # depend on how much of its core the machine's other load left the server.
+        r["cpu_us_per_answer"] = ((r["server_cpu_pct"] + r["stores_cpu_pct"]) / 100.0
+                                  / r["rps"] * 1e6)
     answered = r["requests"] - r["non2xx"]  # the 200s wrk read
     if before["redis_total"] is not None and after["redis_total"] is not None and answered:
         # Every command Redis ran in the span: the service's, and this section's few scrapes.
@@ -436,6 +441,7 @@ def summarize(data):
             continue
         per[name] = {k: median_of(rs, k) for k in
                      ("rps", "p50_us", "p99_us", "p999_us", "server_cpu_pct", "wrk_cpu_pct",
+                      "cpu_us_per_answer",
                       "stores_cpu_pct", "redis_per_visit", "visits_per_batch", "pg_per_s",
                       "redis_info_per_answer")}
         per[name]["runs"] = len(rs)
@@ -446,7 +452,7 @@ def summarize(data):
     for peer in data["order"]:
         if peer == "visits":
             continue
-        rounds = {"rps": [], "p99": []}
+        rounds = {"rps": [], "p99": [], "cpu": []}
         for tag in sorted({r["tag"] for r in runs}):
             by = {r["server"]: r for r in runs if r["tag"] == tag}
             v, o = by.get("visits", {}), by.get(peer, {})
@@ -454,7 +460,12 @@ def summarize(data):
                 x = ratio(v.get(field), o.get(field))
                 if x is not None:
                     rounds[key].append(x)
+            # CPU per answer, the peer's over visits': the req/s ratio if CPU were the limit.
+            x = ratio(o.get("cpu_us_per_answer"), v.get("cpu_us_per_answer"))
+            if x is not None:
+                rounds["cpu"].append(x)
         ratios[peer] = {"rps": median_of(rounds["rps"]), "p99": median_of(rounds["p99"]),
+                        "cpu": median_of(rounds["cpu"]),
                         "rps_rounds": rounds["rps"]}
     return {"servers": per, "ratios": ratios}
 
@@ -470,6 +481,9 @@ def verdicts(data):
     if h.get("rps") is not None:
         parts.append("visits/hello req/s %.2fx (target >= %.1fx: %s)"
                      % (h["rps"], TARGET_HELLO, met(h["rps"] >= TARGET_HELLO)))
+        if h.get("cpu") is not None:
+            parts.append("CPU per answer hello's / visits' (service + stores) %.2fx"
+                         % h["cpu"])
         parts.append("p99 %s ms vs hello's %s ms (%.2fx; no target)"
                      % (fmt_ms(v["p99_us"]), fmt_ms(s["servers"]["hello"]["p99_us"]), h["p99"]))
     if v.get("redis_per_visit") is not None:
@@ -567,19 +581,27 @@ def markdown(cfg, data):
         rows.append([name, fmt_rps(p["rps"]), fmt_ms(p["p50_us"]), fmt_ms(p["p99_us"]),
                      fmt_ms(p["p999_us"]), fmt_pct(p["server_cpu_pct"]),
                      fmt_pct(p["wrk_cpu_pct"]), fmt_pct(p["stores_cpu_pct"]),
+                     fmt_num(p["cpu_us_per_answer"], "%.2f"),
                      fmt_num(p["redis_per_visit"], "%.3f"), fmt_num(p["visits_per_batch"]),
                      fmt_num(p["pg_per_s"]), fmt_num(p["redis_info_per_answer"], "%.2f"),
                      "; ".join(flags)])
     L += md_table(["server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU",
-                   "wrk CPU", "stores CPU", "Redis cmds per visit", "visits per batch",
-                   "PG statements/s", "Redis cmds per answer (INFO)", "flags"], rows,
-                  "lrrrrrrrrrrrl") + [""]
+                   "wrk CPU", "stores CPU", "server + stores CPU µs per answer",
+                   "Redis cmds per visit", "visits per batch", "PG statements/s",
+                   "Redis cmds per answer (INFO)", "flags"], rows,
+                  "lrrrrrrrrrrrrl") + [""]
     rows = []
     for peer, r in s.get("ratios", {}).items():
         rows.append(["visits / " + peer, fmt_ratio(r["rps"]), fmt_ratio(r["p99"]),
+                     fmt_ratio(r["cpu"]),
                      ", ".join("%.2fx" % x for x in r["rps_rounds"]) or "—"])
     L += md_table(["visits / peer", "req/s (higher is better)", "p99 (lower is better)",
-                   "req/s per round"], rows, "lrrl") + [""]
+                   "CPU per answer, peer's / visits' (the req/s ratio if CPU were the limit)",
+                   "req/s per round"], rows, "lrrrl") + [""]
+    L += ["*Server + stores CPU per answer* is the server's and its stores' CPU time over the "
+          "answers wrk read (hello has no store): unlike req/s it does not depend on how much "
+          "of its core the machine's other load left a server, so with req/s well below what "
+          "one core allows (server CPU far below 100%) it is the steadier comparison.", ""]
     L += ["<details><summary>Every run of this section</summary>", ""]
     L += ["In the order they ran. Latency as wrk's --latency prints it; CPU is CPU time over the "
           "run's wall time (100% = one core; stores = Redis + PostgreSQL with its backends, "
@@ -627,6 +649,9 @@ def headline(data):
         out.append(("visits p99 ms", v["p99_us"] / 1000.0))
     if s.get("servers", {}).get("hello", {}).get("p99_us") is not None:
         out.append(("hello p99 ms (visits section)", s["servers"]["hello"]["p99_us"] / 1000.0))
+    x = s.get("ratios", {}).get("hello", {}).get("cpu")
+    if x is not None:
+        out.append(("CPU per answer hello/visits (service + stores)", x))
     if v.get("redis_per_visit") is not None:
         out.append(("visits Redis commands per visit", v["redis_per_visit"]))
         out.append(("visits PostgreSQL statements/s", v["pg_per_s"]))
