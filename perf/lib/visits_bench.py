@@ -219,9 +219,9 @@ def check_seed(port):
     return [], counts[1]
 
 
-def check(name, server):
+def check(cfg, name, server):
     if name == "hello":
-        return verify(server.port, 16)[0]
+        return verify(server.port, cfg["depth"])[0]
     if name == "visits":
         return check_visits(server.port)[0]
     return check_seed(server.port)[0]
@@ -301,7 +301,7 @@ def wait_flushed(port):
 def measure(cfg, data, servers, redis_p, pg_p):
     names = data["order"]
     for name in names:
-        problems = check(name, servers[name])
+        problems = check(cfg, name, servers[name])
         data["failures"] += ["%s answers wrongly before the load: %s" % (name, p)
                              for p in problems]
         log("%-9s port %-5d pid %-7d %s" % (name, servers[name].port, servers[name].pid,
@@ -336,7 +336,7 @@ def measure(cfg, data, servers, redis_p, pg_p):
             if not servers[name].alive():
                 return
     for name in names:
-        problems = check(name, servers[name])
+        problems = check(cfg, name, servers[name])
         data["failures"] += ["%s answers wrongly after the load: %s" % (name, p)
                              for p in problems]
 
