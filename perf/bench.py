@@ -296,11 +296,12 @@ def splice_markdown(path, data):
         text = f.read()
     g = data["git"]
     note = ("Measured on its own by `%s` on %s UTC (%d s, load average before/after %s / %s), "
-            "git %s (%s)%s; the head of this file describes the last full run."
+            "git %s (%s)%s, settings `%s`; the head of this file describes the last full run."
             % (data["config"]["invocation"], data["started"], data["elapsed_s"],
                data["load_before"], data["load_after"], (g["commit"] or "unknown")[:12],
                g["branch"], "; uncommitted changes in: " + ", ".join(g["uncommitted"])
-               if g["uncommitted"] else ""))
+               if g["uncommitted"] else "",
+               " ".join("%s=%s" % tuple(kv) for kv in data["config"]["settings"])))
     for name, mod in SECTIONS:
         if name not in data["sections"]:
             continue

@@ -572,7 +572,8 @@ def markdown(cfg, data):
     L += ["Targets:", ""] + verdicts(data) + [""]
     s = data.get("summary", {})
     rows = []
-    for name, p in s.get("servers", {}).items():
+    for name in [n for n in data["order"] if n in s.get("servers", {})]:
+        p = s["servers"][name]
         flags = []
         if p["socket_errors"]:
             flags.append("%d socket errors (%d timeouts)" % (p["socket_errors"], p["timeouts"]))
@@ -591,7 +592,8 @@ def markdown(cfg, data):
                    "Redis cmds per answer (INFO)", "flags"], rows,
                   "lrrrrrrrrrrrrl") + [""]
     rows = []
-    for peer, r in s.get("ratios", {}).items():
+    for peer in [n for n in data["order"] if n in s.get("ratios", {})]:
+        r = s["ratios"][peer]
         rows.append(["visits / " + peer, fmt_ratio(r["rps"]), fmt_ratio(r["p99"]),
                      fmt_ratio(r["cpu"]),
                      ", ".join("%.2fx" % x for x in r["rps_rounds"]) or "—"])
