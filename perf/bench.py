@@ -12,12 +12,15 @@ One run measures, each section against its peers on this machine (perf/lib/<sect
   4 startstop  exec -> first answer; SIGTERM -> exit with 100 idle and 100 busy connections
   5 sidecar    RSS, CPU seconds per 1,000 polls, allocation calls per poll (LD_PRELOAD shim)
   6 images     docker image sizes of the stack and of a Flask baseline image (Docker only)
+  7 visits     the page-hit counter vs hello's GET / (target: >= 0.7x) and vs the seed's Flask
+               app (INCR + a PostgreSQL write per hit), real Redis and PostgreSQL; Redis
+               commands per visit, PostgreSQL statements per second
 and writes perf/results.md, perf/latency.png and perf/out/results.json (short mode: only
 perf/out/results-short.md and perf/out/short.json). Everything it starts is stopped at the end,
 also on an error, Ctrl-C, SIGTERM or SIGHUP; servers listen on 127.0.0.1 only.
 
 Environment (perf/run sets the first ones; perf/README.md lists them all):
-  HELLO_BIN, SIDECAR_BIN   the binaries to measure
+  HELLO_BIN, SIDECAR_BIN, VISITS_BIN   the binaries to measure
   PERF_SHORT=1             CI smoke mode: tiny runs, output under perf/out/ only
   PERF_SECTIONS            which sections (default: all, in the order above)
   PERF_INVOCATION          the command line to print as the one that was run
@@ -36,7 +39,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import (compose_path, compose_stack, direct, images, report, scaling,  # noqa: E402
-                 sidecar_bench, startstop)
+                 sidecar_bench, startstop, visits_bench)
 from lib.common import (OUT_DIR, PERF_DIR, ROOT, TMP, build_info, env_duration, env_int,  # noqa: E402
                         env_list, find_tool, first_line, git_info, loadavg, log, machine_info,
                         rel, set_pinning)
@@ -44,7 +47,8 @@ from lib.procs import REGISTRY  # noqa: E402
 
 SECTIONS = [("direct", direct), ("compose", compose_path), ("stack", compose_stack),
             ("scaling", scaling),
-            ("startstop", startstop), ("sidecar", sidecar_bench), ("images", images)]
+            ("startstop", startstop), ("sidecar", sidecar_bench), ("images", images),
+            ("visits", visits_bench)]
 
 
 def config():
@@ -88,6 +92,10 @@ def config():
             env_int("PERF_SIDECAR_INTERVAL_MS", 10, minimum=2))
     setting("image_build_timeout", "PERF_IMAGE_BUILD_TIMEOUT",
             env_int("PERF_IMAGE_BUILD_TIMEOUT", 1200))
+    stores_side = os.environ.get("PERF_VISITS_STORES", "").strip() or "server"
+    if stores_side not in ("server", "client"):
+        sys.exit("perf: PERF_VISITS_STORES must be server or client, got %r" % stores_side)
+    setting("visits_stores", "PERF_VISITS_STORES", stores_side)
     pinned = set_pinning(cfg["pin"])
     # gunicorn's docs: (2 x $num_cores) + 1 workers; the servers get one core when pinned.
     cores = 1 if pinned else (os.cpu_count() or 1)
@@ -111,6 +119,8 @@ def config():
         sys.exit("perf: hello binary %s not found (perf/run builds it)" % cfg["hello"])
     cfg["sidecar"] = os.environ.get("SIDECAR_BIN") or os.path.join(ROOT, "build", "sidecar",
                                                                    "sidecar")
+    cfg["visits"] = os.environ.get("VISITS_BIN") or os.path.join(ROOT, "build", "visits",
+                                                                 "visits")
     cfg["cc"] = find_tool(["cc", "gcc", "clang"])
     cfg["docker"] = find_tool(["docker"])
     # The Flask baselines need Debian's python3-flask (for this interpreter) and gunicorn.
@@ -118,6 +128,14 @@ def config():
     ok = subprocess.run([py, "-c", "import flask"], capture_output=True).returncode == 0
     cfg["flask_python"] = py if ok else None
     cfg["gunicorn"] = find_tool(["gunicorn", "gunicorn3"]) if ok else None
+    # The seed's counter (visits section) also needs Debian's python3-redis and python3-psycopg2.
+    if "visits" in cfg["sections"]:
+        missing = [m for m in ("flask", "redis", "psycopg2")
+                   if subprocess.run([py, "-c", "import " + m], capture_output=True).returncode]
+        cfg["seed_python_ok"] = not missing
+        cfg["seed_missing"] = "%s cannot import %s (perf/run installs them)" % (
+            py, ", ".join(missing)) if missing else None
+        cfg["redis_version"], cfg["pg_version"] = visits_bench.versions()
     cfg["logs"] = "logs-short" if short else "logs"
     return cfg
 
@@ -129,6 +147,8 @@ def prerequisites(cfg, name):
             return "sidecar binary %s not found (perf/run builds it)" % cfg["sidecar"]
         if not cfg["cc"]:
             return "no C compiler for perf/malloc_count.c"
+    if name == "visits":
+        return visits_bench.prerequisites(cfg)
     return None
 
 
@@ -217,7 +237,11 @@ def main():
         log("matplotlib is missing: no %s (perf/run installs python3-matplotlib)" % rel(plot))
     with open(data["json"], "w") as f:
         json.dump(data, f, indent=1, sort_keys=True, default=str)
-    write_markdown(md, data)
+    partial = not short and [n for n, _ in SECTIONS if n not in cfg["sections"]]
+    if partial and os.path.exists(md):
+        md = splice_markdown(md, data)
+    else:
+        write_markdown(md, data)
     log("wrote %s, %s%s" % (rel(md), rel(data["json"]),
                             ", " + data["plot"] if data.get("plot") else ""))
     log("headline figures:")
@@ -235,25 +259,65 @@ def main():
     return 1 if data["failures"] else 0
 
 
+def section_markdown(data, name, mod):
+    """One section's part of results.md, between markers a partial run finds it by."""
+    sec = data["sections"][name]
+    L = [report.section_begin(name), ""]
+    if sec.get("error"):
+        L += ["## %s" % name, "", "FAILED: %s" % sec["error"], ""]
+    elif sec.get("skipped") and name not in ("images", "stack"):
+        L += ["## %s" % name, "", "Not measured: %s." % sec["skipped"], ""]
+    else:
+        L += mod.markdown(data["config"], sec)
+    if "elapsed_s" in sec:
+        L += ["(section took %.0f s)" % sec["elapsed_s"], ""]
+    return L + [report.section_end(name), ""]
+
+
 def write_markdown(path, data):
-    cfg = data["config"]
     L = report.head(data)
     L += report.targets(data, SECTIONS)
     for name, mod in SECTIONS:
-        sec = data["sections"].get(name)
-        if sec is None:
-            continue
-        if sec.get("error"):
-            L += ["## %s" % name, "", "FAILED: %s" % sec["error"], ""]
-        elif sec.get("skipped") and name not in ("images", "stack"):
-            L += ["## %s" % name, "", "Not measured: %s." % sec["skipped"], ""]
-        else:
-            L += mod.markdown(cfg, sec)
-        if "elapsed_s" in sec:
-            L += ["(section took %.0f s)" % sec["elapsed_s"], ""]
+        if name in data["sections"]:
+            L += section_markdown(data, name, mod)
     L += report.tail(data)
     with open(path, "w") as f:
         f.write("\n".join(L))
+
+
+def splice_markdown(path, data):
+    """A full-mode run of some sections only (PERF_SECTIONS) replaces their parts of
+    results.md, and their lines in the targets list, and keeps the rest of the last full run;
+    each part it writes says when and at which commit it was measured, as the file's head
+    describes the full run. A section whose old part has no markers (written before they
+    existed) cannot be cut out safely: then nothing is spliced and the run's own report goes
+    to perf/out/results-partial.md. -> the path written."""
+    with open(path) as f:
+        text = f.read()
+    g = data["git"]
+    note = ("Measured on its own by `%s` on %s UTC (%d s, load average before/after %s / %s), "
+            "git %s (%s)%s, settings `%s`; the head of this file describes the last full run."
+            % (data["config"]["invocation"], data["started"], data["elapsed_s"],
+               data["load_before"], data["load_after"], (g["commit"] or "unknown")[:12],
+               g["branch"], "; uncommitted changes in: " + ", ".join(g["uncommitted"])
+               if g["uncommitted"] else "",
+               " ".join("%s=%s" % tuple(kv) for kv in data["config"]["settings"])))
+    for name, mod in SECTIONS:
+        if name not in data["sections"]:
+            continue
+        part = section_markdown(data, name, mod)
+        part[4:4] = [note, ""]  # [marker, "", "## title", "", note, "", the section ...]
+        targets = report.section_targets(data, name, mod)
+        text = report.splice(text, name, "\n".join(part), "\n".join(targets))
+        if text is None:
+            out = os.path.join(OUT_DIR, "results-partial.md")
+            write_markdown(out, data)
+            log("%s has an unmarked part for section %s: not changed; this run's report is %s"
+                % (rel(path), name, rel(out)))
+            return out
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def _exit_on_signal(signum, _frame):

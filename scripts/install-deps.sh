@@ -22,8 +22,9 @@ packages=(
   # base images when no registry can be reached
   mmdebstrap
   # perf/: load generator, the peers hello is measured against (nginx, the seed's Flask app
-  # under flask run and gunicorn), and the plot
-  wrk nginx-light python3-matplotlib python3-flask gunicorn
+  # under flask run and gunicorn), the plot, and seed 003's counter (Redis and PostgreSQL
+  # clients) that visits is measured against
+  wrk nginx-light python3-matplotlib python3-flask gunicorn python3-redis python3-psycopg2
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then

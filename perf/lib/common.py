@@ -51,14 +51,18 @@ def env_list(name, default):
 # as tail latency of whichever server sleeps most often. Every server gets CPU 1 and wrk (and
 # the other load clients) CPU 0; PERF_PIN=0 turns this off. The same for every peer, so ratios
 # stay fair.
-PIN = {"server": [], "client": []}
+# PIN["cpus"] is the same choice as CPU sets, for processes perf/run does not start through
+# taskset (the visits section's Redis and PostgreSQL, see visits_bench.py).
+PIN = {"server": [], "client": [], "cpus": {"server": None, "client": None}}
 
 
 def set_pinning(enabled):
     if enabled and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
         PIN["server"], PIN["client"] = ["taskset", "-c", "1"], ["taskset", "-c", "0"]
+        PIN["cpus"] = {"server": {1}, "client": {0}}
     else:
         PIN["server"], PIN["client"] = [], []
+        PIN["cpus"] = {"server": None, "client": None}
     return bool(PIN["server"])
 
 

@@ -195,8 +195,8 @@ def flask_argv(python, port):
     return [python, "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port)]
 
 
-def gunicorn_argv(gunicorn_bin, port, workers):
-    return [gunicorn_bin, "--workers", str(workers), "--bind", "127.0.0.1:%d" % port, "hello:app"]
+def gunicorn_argv(gunicorn_bin, port, workers, app="hello:app"):
+    return [gunicorn_bin, "--workers", str(workers), "--bind", "127.0.0.1:%d" % port, app]
 
 
 def start_flask(tmp, python, name="flask", pin=True):
@@ -210,11 +210,12 @@ def start_flask(tmp, python, name="flask", pin=True):
     return _start_on_free_port(make)
 
 
-def start_gunicorn(tmp, gunicorn_bin, workers, name="gunicorn", pin=True):
+def start_gunicorn(tmp, gunicorn_bin, workers, name="gunicorn", pin=True, app="hello:app",
+                   env=None):
     def make(port):
-        return REGISTRY.add(Server(name, gunicorn_argv(gunicorn_bin, port, workers),
+        return REGISTRY.add(Server(name, gunicorn_argv(gunicorn_bin, port, workers, app),
                                    os.path.join(tmp, name + ".log"), port=port, cwd=FLASK_DIR,
-                                   pin=pin))
+                                   env=env, pin=pin))
 
     return _start_on_free_port(make)
 

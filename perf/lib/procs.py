@@ -17,11 +17,11 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 
-def die_with_parent():
-    """preexec_fn: the child gets SIGTERM if this process dies (even by SIGKILL)."""
+def die_with_parent(sig=signal.SIGTERM):
+    """preexec_fn: the child gets sig (SIGTERM) if this process dies (even by SIGKILL)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:  # best effort: the finally-cleanup is the main guarantee
         pass
 
@@ -72,15 +72,19 @@ def proc_status_kib(pid, key):
     return None
 
 
-def proc_cpu_seconds(pid):
-    """utime + stime of one process, from /proc/PID/stat."""
+def proc_cpu_seconds(pid, reaped=False):
+    """utime + stime of one process, from /proc/PID/stat; reaped=True adds its children that
+    have exited and been waited for (cutime + cstime: PostgreSQL's finished backends)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             stat = f.read()
     except OSError:
         return 0.0
     fields = stat[stat.rfind(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def memory_of(pids):

@@ -53,20 +53,36 @@ def head(data):
     return L
 
 
+# Each section's part of results.md, and its lines in the targets list, sit between HTML
+# comments (invisible when rendered): a run of some sections only (PERF_SECTIONS) replaces
+# those and keeps the rest (bench.py's splice_markdown).
+def section_begin(name, kind="section"):
+    return "<!-- perf %s %s -->" % (kind, name)
+
+
+def section_end(name, kind="section"):
+    return "<!-- /perf %s %s -->" % (kind, name)
+
+
+def section_targets(data, name, mod):
+    sec = data["sections"][name]
+    L = [section_begin(name, "targets")]
+    if sec.get("error"):
+        L.append("- **%s**: FAILED: %s" % (name, sec["error"]))
+    elif sec.get("skipped") and not hasattr(mod, "verdict"):
+        L.append("- **%s**: not measured: %s" % (name, sec["skipped"]))
+    elif hasattr(mod, "verdicts"):
+        L += mod.verdicts(sec)
+    else:
+        L.append(mod.verdict(sec))
+    return L + [section_end(name, "targets")]
+
+
 def targets(data, sections):
     L = ["## Targets and headline ratios", ""]
     for name, mod in sections:
-        sec = data["sections"].get(name)
-        if sec is None:
-            continue
-        if sec.get("error"):
-            L.append("- **%s**: FAILED: %s" % (name, sec["error"]))
-        elif sec.get("skipped") and not hasattr(mod, "verdict"):
-            L.append("- **%s**: not measured: %s" % (name, sec["skipped"]))
-        elif hasattr(mod, "verdicts"):
-            L += mod.verdicts(sec)
-        else:
-            L.append(mod.verdict(sec))
+        if name in data["sections"]:
+            L += section_targets(data, name, mod)
     L.append("")
     failures = data.get("failures") or []
     if failures:
@@ -145,3 +161,41 @@ def tail(data):
             "Latency distributions: [latency.png](latency.png). Raw data: %s, wrk's own output "
             "of every run: %s/ (both git-ignored)."
             % (rel(data["json"]), rel(os.path.join(OUT_DIR, data["config"]["logs"]))), ""]
+
+
+def _replace_marked(text, name, kind, new):
+    """text with the marked block of (kind, name) replaced by new; None if it has none."""
+    begin, end = section_begin(name, kind), section_end(name, kind)
+    i = text.find(begin)
+    j = text.find(end, i)
+    if i < 0 or j < 0:
+        return None
+    return text[:i] + new + text[j + len(end):]
+
+
+def splice(text, name, part, target_lines):
+    """results.md's text with one section's part and target lines replaced (or added: the
+    part before "## Files", the lines at the end of the targets list) -> the new text, or None
+    when the old text has the section's heading without markers."""
+    out = _replace_marked(text, name, "section", part.rstrip("\n"))
+    if out is None:
+        heading = next(line for line in part.splitlines() if line.startswith("## "))
+        if heading in text.splitlines():
+            return None
+        tail = text.find("\n## Files")
+        tail = len(text) if tail < 0 else tail + 1
+        out = text[:tail] + part.rstrip("\n") + "\n\n" + text[tail:]
+    text = out
+    out = _replace_marked(text, name, "targets", target_lines)
+    if out is None:
+        start = text.find("## Targets and headline ratios")
+        if start < 0:
+            return None
+        # The list ends where the next part begins: the failures or the first section.
+        ends = [k for k in (text.find("\n**Failures**", start), text.find("\n<!-- perf section",
+                                                                          start),
+                            text.find("\n## ", start + 3)) if k >= 0]
+        end = min(ends) if ends else len(text)
+        head = text[:end].rstrip("\n")
+        out = head + "\n" + target_lines + "\n" + text[end:]
+    return out

@@ -14,10 +14,11 @@ MODES = ("keepalive", "pipelined")
 MODE_TITLE = {"keepalive": "keep-alive", "pipelined": "pipelined"}
 
 
-def wrk_command(wrk, mode, port, duration, connections, depth=16):
+def wrk_command(wrk, mode, port, duration, connections, depth=16, path="/"):
     script = "report.lua" if mode == "keepalive" else "pipeline.lua"
     cmd = PIN["client"] + [wrk, "-t1", "-c%d" % connections, "-d" + duration, "--latency",
-                           "-s", os.path.join(PERF_DIR, script), "http://127.0.0.1:%d/" % port]
+                           "-s", os.path.join(PERF_DIR, script),
+                           "http://127.0.0.1:%d%s" % (port, path)]
     cmd.append("--")
     if mode == "pipelined":
         cmd.append("depth=%d" % depth)
@@ -67,12 +68,13 @@ def parse_wrk(stdout, mode):
 
 
 def run_wrk(cfg, server, mode, duration, seconds, tag, connections=None, logs=None,
-            tolerant=False, section="direct"):
-    """One wrk run against server -> a run dict. 'problems' fail the suite; 'warnings' are only
-    shown. tolerant=True (the Flask baselines) turns socket errors and answers >= 400 into
-    warnings: for a baseline they are part of the result, not a broken suite."""
+            tolerant=False, section="direct", path="/"):
+    """One wrk run against server (GET path) -> a run dict. 'problems' fail the suite;
+    'warnings' are only shown. tolerant=True (the Flask baselines) turns socket errors and
+    answers >= 400 into warnings: for a baseline they are part of the result, not a broken
+    suite."""
     connections = connections or cfg["connections"]
-    cmd = wrk_command(cfg["wrk"], mode, server.port, duration, connections, cfg["depth"])
+    cmd = wrk_command(cfg["wrk"], mode, server.port, duration, connections, cfg["depth"], path)
     run = {"server": server.name, "mode": mode, "tag": tag, "command": cmd, "problems": [],
            "warnings": [], "connections": connections}
     if not server.alive():

@@ -96,6 +96,11 @@ class SilentListener:
 
 class _Server:
     name = "server"
+    # A function run in the child just before exec (subprocess's preexec_fn, after the switch
+    # to `nobody`), or None. The tests leave it unset; perf/ pins the stores to a CPU with it
+    # and ties their life to its own (PR_SET_PDEATHSIG). Children the server forks later
+    # (PostgreSQL's backends, Redis's threads) inherit what it sets.
+    preexec = None
 
     def __init__(self, as_nobody=False):
         self.as_nobody = as_nobody and AS_ROOT
@@ -111,6 +116,8 @@ class _Server:
         kwargs = {}
         if self.as_nobody:
             kwargs = dict(user=NOBODY, group=NOBODY, extra_groups=[])
+        if self.preexec is not None:
+            kwargs["preexec_fn"] = self.preexec
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          start_new_session=True, **kwargs)
