@@ -93,7 +93,7 @@ TEST(Alert, NamesReasonTargetStateCountAndDetail) {
   EXPECT_STREQ(
       out,
       ",\"reason\":\"body\",\"target\":\"http://h/\",\"replica\":\"h:80\",\"state\":\"down\","
-      "\"consecutive\":1,\"detail\":\"bad \\\"body\\\"\\u000a\"");
+      "\"consecutive\":1,\"detail\":\"bad \\\"body\\\"\\n\"");
 }
 
 TEST(Recovered, SaysHowLongAndHowMany) {
