@@ -11,7 +11,7 @@
 #   scripts/up.sh --obs -d         # with observability: Prometheus (UI on
 #                                  # 127.0.0.1:${PROMETHEUS_PORT:-9090}), Alertmanager (API on
 #                                  # 127.0.0.1:${ALERTMANAGER_PORT:-9093}), the alert log sink and
-#                                  # nginx's exporter (compose profile obs, added to
+#                                  # the nginx, Redis, PostgreSQL exporters (profile obs, added to
 #                                  # COMPOSE_PROFILES; README "Observability")
 #
 # PostgreSQL's password (a Docker secret for postgres and visits) is $SECRETS_DIR/postgres_password,

@@ -1,5 +1,6 @@
 """Observability end to end: the stack started with `scripts/up.sh --obs -d --scale hello=2`
-(compose profile obs: Prometheus, Alertmanager, alert-sink, nginx-exporter), checked through
+(compose profile obs: Prometheus, Alertmanager, alert-sink and the nginx, Redis and PostgreSQL
+exporters, with visits and its stores), checked through
 Prometheus' and Alertmanager's HTTP APIs on their loopback ports and the sink's log.
 
     /usr/bin/python3 -m pytest -q tests/e2e/test_observability.py
@@ -40,10 +41,12 @@ IMAGES = {
     "redis-exporter": ("prometheus-redis-exporter", 20 * MB),
     "postgres-exporter": ("prometheus-postgres-exporter", 20 * MB),
 }
-OBS_SERVICES = ("prometheus", "alertmanager", "alert-sink", "nginx-exporter")
-# Jobs with a target now; visits, accounts, redis and postgres have none until they land.
-PRESENT_JOBS = {"hello": 2, "sidecar": 1, "nginx": 1, "alertmanager": 1, "prometheus": 1}
-FUTURE_JOBS = ("visits", "accounts", "redis", "postgres")
+OBS_SERVICES = ("prometheus", "alertmanager", "alert-sink", "nginx-exporter", "redis-exporter",
+                "postgres-exporter")
+# Jobs with a target now; accounts has none until it lands.
+PRESENT_JOBS = {"hello": 2, "sidecar": 1, "nginx": 1, "alertmanager": 1, "prometheus": 1,
+                "visits": 1, "redis": 1, "postgres": 1}
+FUTURE_JOBS = ("accounts",)
 
 
 def free_port():
@@ -150,8 +153,9 @@ def sink_log(info):
 # ------------------------------------------------------------------ targets
 
 def test_every_present_target_is_up(obs):
-    """Every hello replica (found by DNS), the sidecar, nginx's exporter, Alertmanager and
-    Prometheus: scraped and up; the jobs of services still to come have no target."""
+    """Every hello replica (found by DNS), the sidecar, visits, the nginx, Redis and PostgreSQL
+    exporters, Alertmanager and Prometheus: scraped and up; the job of accounts, still to
+    come, has no target."""
     def all_up():
         r = requests.get(obs["prom"] + "/api/v1/targets", timeout=5).json()["data"]
         by_job = {}
@@ -170,6 +174,13 @@ def test_every_present_target_is_up(obs):
     ips = sorted("%s:8080" % inspect(obs, c)["NetworkSettings"]["Networks"][PROJECT + "_backend"]
                  ["IPAddress"] for c in container_ids(obs, "hello"))
     assert sorted(i for j, i in ups if j == "hello") == ips
+
+
+def test_stores_are_seen_through_their_exporters(obs):
+    """The exporters reach the stores (not only answer themselves), and visits says both are up."""
+    for expr in ("redis_up == 1", "pg_up == 1", 'visits_store_up{store="redis"} == 1',
+                 'visits_store_up{store="postgres"} == 1'):
+        wait_for(expr, lambda e=expr: query(obs, e), timeout=90)
 
 
 def test_nginx_stub_status_is_scraped_and_not_public(obs):
@@ -293,8 +304,8 @@ def test_obs_containers_are_hardened(obs):
 
 @pytest.fixture(scope="module")
 def images(obs):
-    """The images of every observability target: the compose-built ones and the two exporters
-    prepared for the visits stores (profile stores, built here)."""
+    """The images of every observability target, built (from the layer cache) under tags of
+    this test's own, removed at the end."""
     built = {}
     for target in IMAGES:
         tag = "%s-images/%s:test" % (PROJECT, target)
