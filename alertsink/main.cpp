@@ -7,7 +7,6 @@
 //
 // Routes: POST /alerts (Alertmanager's webhook payload, version 4), GET /health (200).
 #include <cstdio>
-#include <cstring>
 #include <string_view>
 
 #include "config.hpp"
@@ -119,16 +118,12 @@ void on_stop_signal(void* ctx, int signum) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && strcmp(argv[1], "--healthcheck") == 0) {
-    return core::run_healthcheck(argc == 3 ? argv[2] : core::default_healthcheck_url, 2000);
-  }
+  if (int rc = core::healthcheck_mode("alert-sink", argc, argv); rc >= 0) return rc;
   core::log_init("alert-sink");
-  core::cli_parse({"alert-sink", STACK_VERSION,
-                   "Alertmanager webhook receiver: one ALERT line on stdout per alert",
-                   "Health check mode (for Docker's HEALTHCHECK):\n"
-                   "  alert-sink --healthcheck [URL]\n"
-                   "      one GET of URL (default http://127.0.0.1:8080/health); exit 0 on 200\n"},
-                  argc, argv, g_options, opt_count);
+  core::cli_parse(
+      {"alert-sink", STACK_VERSION,
+       "Alertmanager webhook receiver: one ALERT line on stdout per alert", core::healthcheck_help},
+      argc, argv, g_options, opt_count);
   char host[64];
   int port = 0;
   if (const char* e =
