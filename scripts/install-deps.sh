@@ -12,7 +12,10 @@ packages=(
   # the store clients (core_stores): hiredis with its libuv adapter, libpq
   libhiredis-dev libpq-dev
   # tests (unicode-data: the Unicode files scripts/gen-case-tables.py reads)
-  python3 python3-pytest unicode-data python3-requests python3-venv curl ca-certificates prometheus
+  python3 python3-pytest unicode-data python3-requests python3-venv curl ca-certificates
+  # the rules tier: promtool (prometheus) and amtool (prometheus-alertmanager); PyYAML for the
+  # observability e2e test, which writes its short-`for:` copy of the rules
+  prometheus prometheus-alertmanager python3-yaml
   # scripts/up.sh --self-signed, and the TLS checks of tests/e2e
   openssl
   # real stores for the client and service tests (started by the tests on loopback)

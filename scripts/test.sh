@@ -7,6 +7,8 @@
 #   sanitize  unit + blackbox again on an ASan/UBSan build
 #   fuzz      libFuzzer (clang, ASan+UBSan) on the HTTP connection state machine, 60 s
 #   perf      perf/run --short: the benchmark suite still works (speed is not judged here)
+#   rules     scripts/check-rules.sh: promtool check config/rules, promtool test rules (every
+#             alert fires when it should and not when it should not), amtool check-config
 #   deploy    scripts/validate-deploy.sh: Helm chart lint, render, schema and hardening checks
 #   e2e       pytest tests/e2e: the stack under docker compose, through port 80
 # Every tier runs even if an earlier one failed; the exit status is non-zero if any failed.
@@ -15,7 +17,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-tiers=${STACK_TIERS:-"format unit blackbox sanitize fuzz perf deploy e2e"}
+tiers=${STACK_TIERS:-"format unit blackbox sanitize fuzz perf rules deploy e2e"}
 jobs=$(nproc 2>/dev/null || echo 2)
 declare -a names=() results=() times=()
 
@@ -93,6 +95,10 @@ tier_perf() {
   PERF_BUILD_DIR="$root/build" perf/run --short
 }
 
+tier_rules() {
+  scripts/check-rules.sh
+}
+
 tier_deploy() {
   scripts/validate-deploy.sh
 }
@@ -117,6 +123,7 @@ run_tier blackbox tier_blackbox
 run_tier sanitize tier_sanitize
 run_tier fuzz tier_fuzz
 run_tier perf tier_perf
+run_tier rules tier_rules
 run_tier deploy tier_deploy
 run_tier e2e tier_e2e
 

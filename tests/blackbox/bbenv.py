@@ -18,6 +18,7 @@ HELLO_BIN = os.path.join(BUILD_DIR, "hello", "hello")
 SIDECAR_BIN = os.path.join(BUILD_DIR, "sidecar", "sidecar")
 LATER_BIN = os.path.join(BUILD_DIR, "tests", "tools", "later_server")
 VISITS_BIN = os.path.join(BUILD_DIR, "visits", "visits")
+ALERT_SINK_BIN = os.path.join(BUILD_DIR, "alertsink", "alert-sink")
 
 
 def _sanitized():

@@ -11,12 +11,12 @@ import subprocess
 import threading
 import time
 
-from bbenv import HELLO_BIN, LATER_BIN, SIDECAR_BIN, VISITS_BIN, WAIT
+from bbenv import ALERT_SINK_BIN, HELLO_BIN, LATER_BIN, SIDECAR_BIN, VISITS_BIN, WAIT
 
 # One ISO-8601 UTC timestamp with milliseconds, service, EVENT, then fields.
 LOG_LINE_RE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) "
-    r"(?P<service>[a-z]+) (?P<event>[A-Z]+)(?: (?P<rest>.*))?$"
+    r"(?P<service>[a-z][a-z-]*) (?P<event>[A-Z]+)(?: (?P<rest>.*))?$"
 )
 
 # key=value or key="quoted value" (with \" and \\ escapes inside quotes)
@@ -353,6 +353,14 @@ class Visits(Listener):
 
     def __init__(self, args=(), env=None):
         super().__init__([VISITS_BIN] + list(args), env=env, name="visits")
+
+
+class AlertSink(Listener):
+    """alertsink/alert-sink: Alertmanager's webhook, one ALERT line per alert."""
+
+    def __init__(self, args=(), env=None):
+        super().__init__([ALERT_SINK_BIN, "--listen", "127.0.0.1:0"] + list(args), env=env,
+                         name="alert-sink")
 
 
 class LaterServer(Listener):

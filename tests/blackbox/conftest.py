@@ -28,8 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from bbenv import BUILD_DIR, HELLO_BIN, LATER_BIN, SIDECAR_BIN, TF, VISITS_BIN, WAIT  # noqa: E402
-from bbproc import _ALL_PROCS, Hello, LaterServer, Sidecar, Visits  # noqa: E402
+from bbenv import (ALERT_SINK_BIN, BUILD_DIR, HELLO_BIN, LATER_BIN, SIDECAR_BIN, TF,  # noqa: E402
+                   VISITS_BIN, WAIT)
+from bbproc import _ALL_PROCS, AlertSink, Hello, LaterServer, Sidecar, Visits  # noqa: E402
 
 
 def _require(path):
@@ -107,6 +108,21 @@ def start_later():
 
     def start(*flags, env=None):
         p = LaterServer(list(flags), env=env)
+        procs.append(p)
+        return p.wait_listening()
+
+    yield start
+    _stop_all(procs)
+
+
+@pytest.fixture
+def start_alert_sink():
+    """start_alert_sink(*flags) -> running AlertSink (alertsink/, Alertmanager's webhook)."""
+    _require(ALERT_SINK_BIN)
+    procs = []
+
+    def start(*flags, env=None):
+        p = AlertSink(list(flags), env=env)
         procs.append(p)
         return p.wait_listening()
 

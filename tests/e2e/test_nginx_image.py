@@ -132,7 +132,8 @@ def test_config_user_signal_entrypoint(images):
     assert cfg["User"] == "65532:65532", cfg["User"]
     assert cfg["StopSignal"] == "SIGQUIT", cfg.get("StopSignal")
     assert cfg["Entrypoint"] == ["/usr/local/bin/nginx-entrypoint"], cfg["Entrypoint"]
-    assert set(cfg["ExposedPorts"]) == {"80/tcp", "443/tcp"}, cfg["ExposedPorts"]
+    # 8081: stub_status for the metrics exporter (nginx/status.conf), never published.
+    assert set(cfg["ExposedPorts"]) == {"80/tcp", "443/tcp", "8081/tcp"}, cfg["ExposedPorts"]
     assert cfg["Labels"].get("hello-stack.packages") == "/usr/share/doc/image-packages.txt"
 
 
