@@ -125,6 +125,8 @@ def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"
     # sed -e "s|@STRATEGY@|...|" -e "s|@SERVERS@|...|": the first match on every line
     text = "".join(line.replace("@STRATEGY@", directive, 1).replace("@SERVERS@", servers, 1)
                    for line in text.splitlines(keepends=True))
+    # /visits is never requested here: any resolver and address keep nginx's config valid.
+    text = text.replace("@RESOLVER@", "127.0.0.1").replace("@VISITS@", "127.0.0.1:9")
     listen = "listen 80 default_server;"
     if text.count(listen) != 1:
         raise RuntimeError("nginx/default.conf.template: expected one '%s'" % listen)
@@ -135,6 +137,19 @@ def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"
         f.write("location @retry1 {\n    proxy_pass http://hello_retry1;\n    include %s;\n}\n"
                 % proxy_conf_path)
     text = text.replace("/etc/nginx/hello/proxy.conf", proxy_conf_path)
+    # The stub_status listener (a fixed port, for Prometheus) is not on the path measured, and
+    # two proxies run at once here.
+    text = text.replace("include /etc/nginx/hello/status.conf;",
+                        "# nginx/status.conf (stub_status for Prometheus) left out")
+    # The other files the image has in /etc/nginx/hello/ (they include one another by that
+    # path): copies in conf_dir/hello/ with the path rewritten.
+    hello_dir = os.path.join(conf_dir, "hello")
+    os.makedirs(hello_dir, exist_ok=True)
+    for name in os.listdir(os.path.join(ROOT, "nginx")):
+        if name.endswith(".conf"):
+            with open(os.path.join(hello_dir, name), "w") as f:
+                f.write(read(name).replace("/etc/nginx/hello/", hello_dir + "/"))
+    text = text.replace("/etc/nginx/hello/", hello_dir + "/")
     text = text.replace("/etc/nginx/conf.d/", conf_dir.rstrip("/") + "/")
     return text.replace(listen, "listen 127.0.0.1:%d default_server;" % listen_port)
 
