@@ -56,6 +56,12 @@ class hasher {
   bool hash(std::string_view password, done_fn on_done, void* ctx);
   bool verify(std::string_view stored, std::string_view password, done_fn on_done, void* ctx);
 
+  // Whether a job would be taken now; a "no" counts as refused (the caller answers 503).
+  bool has_room() {
+    if (free_count_ > 0) return true;
+    ++refused_;
+    return false;
+  }
   size_t depth() const { return capacity_ - free_count_; }
   size_t capacity() const { return capacity_; }
   uint64_t refused() const { return refused_; }

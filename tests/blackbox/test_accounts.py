@@ -537,6 +537,8 @@ def test_a_login_flood_beyond_the_queue_gets_503_while_health_stays_fast(
     m = metrics(a)
     assert sample(m, "accounts_hash_queue_capacity") == 4
     assert sample(m, "accounts_logins_total", outcome="overloaded") == len(busy)
+    assert sample(m, "accounts_hash_refused_total") == len(busy)
+    assert sample(m, "accounts_hash_queue_depth") == 0
 
 
 @pytest.mark.time_limit(60)
