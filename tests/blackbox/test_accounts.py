@@ -14,6 +14,7 @@ import hmac
 import html
 import json
 import os
+import signal
 import re
 import socket
 import statistics
@@ -659,3 +660,54 @@ def test_populate_script_creates_accounts_through_the_api(postgres_server, accou
     assert auth(a.port, token_for(a.port, email, password)).header("X-User").endswith(":" + user)
     bad = subprocess.run([script, "x"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+@pytest.mark.time_limit(60)
+def test_postgres_down_gives_503_and_recovery_serves_again(postgres_server, accounts_keys,
+                                                           start_accounts):
+    a = start_accounts(postgres_server, accounts_keys.dir)
+    signup(a.port, "nia", "nia@example.com", "password-nia")
+    token = token_for(a.port, "nia@example.com", "password-nia")
+    postgres_server.stop()
+    a.wait_event("STORE", state="down")
+    assert get(a.port, "/health").status == 503
+    r = post_json(a.port, "/login", {"email": "nia@example.com", "password": "password-nia"})
+    assert r.status == 503 and r.header("Retry-After") == "1", r
+    r = post_json(a.port, "/account", {"username": "oli", "email": "oli@example.com",
+                                        "password": "password-oli"})
+    assert r.status == 503 and r.header("Retry-After") == "1", r
+    # Tokens are checked without the database.
+    assert auth(a.port, token).status == 204
+    postgres_server.start()
+    deadline = time.monotonic() + 20 * TF
+    while get(a.port, "/health").status != 200:
+        assert time.monotonic() < deadline, "PostgreSQL never came back"
+        time.sleep(0.1)
+    token_for(a.port, "nia@example.com", "password-nia")
+    signup(a.port, "oli", "oli@example.com", "password-oli")
+
+
+@pytest.mark.time_limit(60)
+def test_sigterm_answers_logins_in_flight_then_exits_clean(postgres_server, accounts_keys,
+                                                           start_accounts):
+    a = start_accounts(postgres_server, accounts_keys.dir, "--hash-queue", "4",
+                       "--hash-memory", "64MiB", "--hash-iterations", "3",
+                       env={**os.environ, "UV_THREADPOOL_SIZE": "1"})
+    signup(a.port, "pat", "pat@example.com", "password-pat")
+    conns = [Conn(a.port) for _ in range(4)]
+    body = json.dumps({"email": "pat@example.com", "password": "password-pat"})
+    for c in conns:
+        c.send(("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
+    deadline = time.monotonic() + 5 * TF
+    while sample(metrics(a), "accounts_hash_queue_depth") < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    a.send_signal(signal.SIGTERM)
+    for c in conns:
+        r = c.read_response()
+        assert r.status == 200 and r.header("Connection") == "close", r
+        assert "access_token" in json.loads(r.body)
+        c.close()
+    assert a.wait(10 * TF) == 0
+    a.assert_clean_exit()  # EXIT code=0: the loop closed with nothing left open
