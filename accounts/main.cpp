@@ -7,7 +7,6 @@
 #include <sodium.h>
 
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 #include "config.hpp"
@@ -141,20 +140,11 @@ void on_stop_signal(void* ctx, int signum) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && strcmp(argv[1], "--healthcheck") == 0) {
-    if (argc > 3) {
-      fprintf(stderr, "accounts: error: --healthcheck takes at most one URL\n");
-      return 2;
-    }
-    return core::run_healthcheck(argc == 3 ? argv[2] : core::default_healthcheck_url, 2000);
-  }
+  if (int rc = core::healthcheck_mode("accounts", argc, argv); rc >= 0) return rc;
   core::log_init("accounts");
   core::cli_parse(
       {"accounts", STACK_VERSION, "sign-up, login with EdDSA-signed JWTs, /auth for nginx",
-       "Health check mode (for Docker's HEALTHCHECK; no curl needed):\n"
-       "  accounts --healthcheck [URL]\n"
-       "      one GET of URL (default http://127.0.0.1:8080/health); exit 0 on 200,\n"
-       "      1 otherwise, 2 for a bad URL\n"},
+       core::healthcheck_help},
       argc, argv, g_options, opt_count);
   if (sodium_init() < 0) core::config_fail("libsodium cannot start");
 

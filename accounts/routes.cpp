@@ -18,13 +18,10 @@ constexpr std::string_view kAllowPost = "Allow: POST\r\n";
 constexpr const char* kHtml = "text/html; charset=utf-8";
 constexpr std::string_view kNoStore = "Cache-Control: no-store\r\n";
 
+// A JSON error; also sets the content type (the page's routes may have set HTML).
 void error(core::http_reply& reply, int status, std::string_view message) {
-  reply.status = status;
   reply.content_type = "application/json";
-  reply.body.reset();
-  reply.body.put("{\"error\":\"");
-  core::json_escape(reply.body, message);
-  reply.body.put("\"}");
+  reply.error(status, message);
 }
 
 std::string_view path_of(std::string_view target) {
@@ -752,24 +749,15 @@ void observe_request(void* ctx, const core::http_observation& o) {
   auto& a = *static_cast<app*>(ctx);
   size_t r =
       o.route < static_cast<uint8_t>(route::count) ? o.route : static_cast<size_t>(route::other);
-  int cls = o.status / 100 - 1;
-  if (cls < 0 || cls > 4) cls = 4;
-  ++a.requests[r][cls];
+  ++a.requests[r][core::status_class(o.status)];
   a.durations.observe(static_cast<double>(uv_hrtime() - o.start_ns) / 1e9);
 }
 
 void write_metrics(const app& a, core::buf_writer& w) {
   core::prom_writer p(w);
-  static const char* classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-  p.family("accounts_http_requests_total", "counter",
-           "Answered requests by route and status class.");
-  for (size_t r = 0; r < static_cast<size_t>(route::count); ++r) {
-    for (size_t c = 1; c < 5; ++c) {
-      p.sample_int("accounts_http_requests_total",
-                   {{"route", route_name(static_cast<route>(r))}, {"code", classes[c]}},
-                   a.requests[r][c]);
-    }
-  }
+  core::write_route_counts(p, "accounts_http_requests_total", a.requests,
+                           static_cast<size_t>(route::count),
+                           [](size_t r) { return route_name(static_cast<route>(r)); });
   p.family("accounts_http_request_duration_seconds", "histogram",
            "From a request's first parsed byte to its answer, deferred ones included.");
   p.histogram("accounts_http_request_duration_seconds", {}, a.durations);
