@@ -42,6 +42,8 @@ enum {
   opt_address_max_retries,
   opt_login_find_time,
   opt_login_ban_time,
+  opt_signup_max,
+  opt_signup_window,
   opt_page_size,
   opt_token_cache,
   opt_store_timeout,
@@ -86,6 +88,10 @@ core::cli_option g_options[opt_count] = {
      "window in which failed logins are counted"},
     {"--login-ban-time", "ACCOUNTS_LOGIN_BAN_TIME", "5m", "DURATION",
      "how long a banned account or address gets 429"},
+    {"--signup-max-per-address", "ACCOUNTS_SIGNUP_MAX_PER_ADDRESS", "20", "N",
+     "sign-ups from one client address within the sign-up window; beyond it 429"},
+    {"--signup-window", "ACCOUNTS_SIGNUP_WINDOW", "10m", "DURATION",
+     "the window of --signup-max-per-address (and how long its 429 lasts)"},
     {"--page-size", "ACCOUNTS_PAGE_SIZE", "20", "N", "accounts per page of /accounts_page"},
     {"--token-cache", "ACCOUNTS_TOKEN_CACHE", "4096", "N",
      "entries of the cache of verified tokens (/auth)"},
@@ -203,6 +209,11 @@ int main(int argc, char** argv) {
   accounts::regulation by_address_rules = by_account_rules;
   by_address_rules.max_retries =
       static_cast<uint32_t>(core::option_uint(opt(opt_address_max_retries), 1, 1'000'000));
+  accounts::regulation signup_rules;
+  signup_rules.max_retries =
+      static_cast<uint32_t>(core::option_uint(opt(opt_signup_max), 1, 1'000'000));
+  signup_rules.find_time_ms = core::option_duration(opt(opt_signup_window), 1);
+  signup_rules.ban_time_ms = signup_rules.find_time_ms;
   uint32_t page_size = static_cast<uint32_t>(core::option_uint(opt(opt_page_size), 1, 1000));
   size_t cache_slots = core::option_uint(opt(opt_token_cache), 1, 1'000'000);
 
@@ -231,6 +242,7 @@ int main(int argc, char** argv) {
   accounts::token_cache cache(cache_slots);
   accounts::rate_limiter by_address(by_address_rules);
   accounts::rate_limiter by_account(by_account_rules);
+  accounts::rate_limiter signups_by_address(signup_rules);
   accounts::app app;
   app.pg = &pg;
   app.hashes = &hashes;
@@ -239,6 +251,7 @@ int main(int argc, char** argv) {
   app.cache = &cache;
   app.by_address = &by_address;
   app.by_account = &by_account;
+  app.signups_by_address = &signups_by_address;
   app.dummy_hash = dummy;
   app.secure_cookie = secure_cookie;
   app.trust_real_ip = trust_real_ip;

@@ -394,6 +394,15 @@ void handle_signup(app& a, const core::http_request& req, core::http_reply& repl
     w.put("}}");
     return;
   }
+  std::string address_key = limit_key('s', client_address(a, req));
+  uint64_t now_ms = uv_hrtime() / 1'000'000;
+  if (uint64_t ban = a.signups_by_address->banned_for(address_key, now_ms)) {
+    ++a.signups[static_cast<size_t>(signup_outcome::rate_limited)];
+    int n = snprintf(a.header_scratch, sizeof a.header_scratch, "Retry-After: %llu\r\n",
+                     static_cast<unsigned long long>(retry_seconds(ban)));
+    reply.extra_headers = {a.header_scratch, static_cast<size_t>(n)};
+    return error(reply, 429, "too many sign-ups from this address: try again later");
+  }
   if (!a.hashes->has_room()) {
     ++a.signups[static_cast<size_t>(signup_outcome::overloaded)];
     reply.extra_headers = "Retry-After: 1\r\n";
@@ -401,6 +410,7 @@ void handle_signup(app& a, const core::http_request& req, core::http_reply& repl
   }
   auto* j = new (std::nothrow) signup_job{&a, {}, std::string(*username), std::move(mail)};
   if (j == nullptr) return error(reply, 503, "out of memory");
+  a.signups_by_address->fail(address_key, now_ms);  // every attempt that costs a hash counts
   if (!a.hashes->hash(*password, on_signup_hashed, j)) {
     delete j;
     ++a.signups[static_cast<size_t>(signup_outcome::overloaded)];
@@ -770,7 +780,8 @@ void write_metrics(const app& a, core::buf_writer& w) {
            "Requests waiting for PostgreSQL or the hashing pool.");
   p.sample_int("accounts_http_pending_answers", {}, a.server->pending_answers());
 
-  static const char* signup_names[] = {"created", "invalid", "duplicate", "overloaded", "error"};
+  static const char* signup_names[] = {"created",      "invalid",    "duplicate",
+                                       "rate_limited", "overloaded", "error"};
   p.family("accounts_signups_total", "counter", "Sign-ups (POST /account) by outcome.");
   for (size_t i = 0; i < static_cast<size_t>(signup_outcome::count); ++i) {
     p.sample_int("accounts_signups_total", {{"outcome", signup_names[i]}}, a.signups[i]);

@@ -38,7 +38,15 @@ enum : uint8_t { hdr_authorization, hdr_cookie, hdr_real_ip };
 
 inline constexpr const char* cookie_name = "accounts_token";
 
-enum class signup_outcome : uint8_t { created, invalid, duplicate, overloaded, error, count };
+enum class signup_outcome : uint8_t {
+  created,
+  invalid,
+  duplicate,
+  rate_limited,
+  overloaded,
+  error,
+  count
+};
 enum class login_outcome : uint8_t {
   success,
   failure,  // unknown e-mail or wrong password: one outcome, as one answer
@@ -60,6 +68,9 @@ struct app {
   token_cache* cache = nullptr;
   rate_limiter* by_address = nullptr;
   rate_limiter* by_account = nullptr;
+  // Sign-ups per client address (each costs a hash: without a bound one client could keep the
+  // hashing queue full and every login would get 503).
+  rate_limiter* signups_by_address = nullptr;
   std::string dummy_hash;  // verified for unknown e-mails: same work as a wrong password
   bool secure_cookie = false;
   bool trust_real_ip = false;  // take X-Real-IP (set by our nginx) as the client address

@@ -745,3 +745,22 @@ def test_sigterm_answers_logins_in_flight_then_exits_clean(postgres_server, acco
         c.close()
     assert a.wait(10 * TF) == 0
     a.assert_clean_exit()  # EXIT code=0: the loop closed with nothing left open
+
+
+def test_signups_per_address_are_bounded(postgres_server, accounts_keys, start_accounts):
+    a = start_accounts(postgres_server, accounts_keys.dir, "--signup-max-per-address", "3",
+                       "--trust-real-ip", "on")
+    for i in range(3):
+        # Field errors cost no hash and do not count.
+        post_json(a.port, "/account", {"username": "x", "email": "y", "password": "z"})
+        signup(a.port, "quinn%d" % i, "quinn%d@example.com" % i, "password-quinn")
+    r = post_json(a.port, "/account", {"username": "quinn9", "email": "quinn9@example.com",
+                                        "password": "password-quinn"})
+    assert r.status == 429 and 590 <= int(r.header("Retry-After")) <= 600, r
+    r = post_json(a.port, "/account", {"username": "quinn9", "email": "quinn9@example.com",
+                                        "password": "password-quinn"},
+                  headers={"X-Real-IP": "198.51.100.7"})
+    assert r.status == 201, r
+    m = metrics(a)
+    assert sample(m, "accounts_signups_total", outcome="rate_limited") == 1
+    assert sample(m, "accounts_signups_total", outcome="created") == 4
