@@ -1,8 +1,9 @@
 # Third-party libraries: libuv (pkg-config), libcurl (find_package, or pkg-config --static for
 # fully static builds), c-ares (pkg-config; the sidecar resolves replicas with it), utf8proc
 # (pkg-config; hello's Unicode case mapping; Debian's libutf8proc-dev has the static library
-# too), llhttp (installed package, or built here from its C sources), and for the store clients
-# (core_stores) hiredis and libpq (pkg-config; static: see stack_libpq below).
+# too), libsodium (pkg-config; accounts), llhttp (installed package, or built here from its C
+# sources), and for the store clients (core_stores) hiredis and libpq (pkg-config; static: see
+# stack_libpq below).
 find_package(PkgConfig REQUIRED)
 
 # stack_<name>: an INTERFACE target for a pkg-config module. Static builds link its --static
@@ -26,6 +27,9 @@ endfunction()
 stack_pkg_library(libuv LIBUV libuv libuv-static "")
 stack_pkg_library(cares CARES libcares libcares CARES_STATICLIB)
 stack_pkg_library(utf8proc UTF8PROC libutf8proc libutf8proc UTF8PROC_STATIC)
+# libsodium (accounts: argon2id password hashing, Ed25519 signatures, base64url); Debian's
+# libsodium-dev has libsodium.a too. SODIUM_STATIC: no dllimport decoration (a no-op on Linux).
+stack_pkg_library(sodium SODIUM libsodium libsodium SODIUM_STATIC)
 if(STACK_STATIC)
   stack_pkg_library(libcurl LIBCURL libcurl libcurl CURL_STATICLIB)
 else()

@@ -149,6 +149,12 @@ void I::handle_request(http_conn* c) {
   req.keep_alive = llhttp_should_keep_alive(p) != 0 && !s.draining_;
   req.accepts_html = c->accepts_html;
   req.start_ns = c->start_ns;
+  if (c->target != nullptr) {
+    for (uint8_t i = 0; i < s.config_.captured_count && i < 4; ++i) {
+      if (c->cap_len[i] > 0) req.headers[i] = {c->target->data + c->cap_off[i], c->cap_len[i]};
+    }
+  }
+  req.peer = c->peer;
   handling h{c, &req, req.method == HTTP_HEAD, p->http_major == 1 && p->http_minor == 0};
 
   if (c->body_limit > 0) {

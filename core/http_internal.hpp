@@ -104,6 +104,11 @@ struct http_conn {
   uint8_t html_match = 0;   // chars of "text/html" matched so far in an Accept value
   uint8_t ctype_len = 0;    // bytes in ctype_buf (more than its size: too long to be ours)
   bool accepts_html = false;
+  uint8_t capture = 0xff;     // index of the kept header whose value is arriving, or 0xff
+  uint32_t captured_len = 0;  // bytes of kept header values after the target in c->target
+  uint32_t cap_off[4] = {};   // each kept value: offset in c->target (after the target)
+  uint32_t cap_len[4] = {};
+  char peer[46] = "";                 // the client's address, set at accept
   uint64_t start_ns = 0;              // uv_hrtime() at message begin
   uint8_t expect = 0;                 // expect_kind of the current request
   bool name_seen = false;             // the current header field name has a byte
@@ -125,7 +130,14 @@ struct http_conn {
   bool resume_queued = false;  // on the server's resume list
 };
 
-enum header_kind : uint8_t { hk_other, hk_host, hk_expect, hk_accept, hk_content_type };
+enum header_kind : uint8_t {
+  hk_other,
+  hk_host,
+  hk_expect,
+  hk_accept,
+  hk_content_type,
+  hk_captured
+};
 enum expect_kind : uint8_t { ex_none, ex_continue, ex_other };
 
 struct http_server::internals {

@@ -35,6 +35,9 @@ int I::on_message_begin(llhttp_t* p) {
   c->body_len = 0;
   c->body_limit = 0;
   c->body_kind = body_type::none;
+  c->capture = 0xff;
+  c->captured_len = 0;
+  for (uint32_t& n : c->cap_len) n = 0;
   return 0;
 }
 
@@ -127,6 +130,18 @@ int I::on_header_field_complete(llhttp_t* p) {
                    : name == "accept"       ? hk_accept
                    : name == "content-type" ? hk_content_type
                                             : hk_other;
+  c->capture = 0xff;
+  if (c->header_kind == hk_other && !name.empty()) {
+    const http_server_config& cfg = config(c);
+    for (uint8_t i = 0; i < cfg.captured_count && i < 4; ++i) {
+      if (name == cfg.captured_headers[i]) {
+        c->header_kind = hk_captured;
+        c->capture = i;
+        c->cap_off[i] = c->target_len + c->captured_len;
+        c->cap_len[i] = 0;
+      }
+    }
+  }
   if (c->header_kind == hk_content_type) c->ctype_len = 0;  // the last one counts
   c->html_match = 0;
   c->header_len = 0;
@@ -145,6 +160,16 @@ int I::on_header_value(llhttp_t* p, const char* at, size_t len) {
   if (c->value_spans < 255) ++c->value_spans;
   if (c->header_kind == hk_expect) {
     buffer_lower(c->header_buf, c->header_len, sizeof c->header_buf, at, len);
+  } else if (c->header_kind == hk_captured) {
+    // Kept after the target in the same block (the target is complete before any header).
+    http_server& s = srv(c);
+    if (c->target_len + c->captured_len + len > http_server::block_size) {
+      return reject(p, 431, "header values too large");
+    }
+    if (c->target == nullptr) c->target = s.pool_.acquire();
+    memcpy(c->target->data + c->target_len + c->captured_len, at, len);
+    c->captured_len += static_cast<uint32_t>(len);
+    c->cap_len[c->capture] += static_cast<uint32_t>(len);
   } else if (c->header_kind == hk_content_type) {
     buffer_lower(c->ctype_buf, c->ctype_len, sizeof c->ctype_buf, at, len);
   } else if (c->header_kind == hk_accept && !c->accepts_html) {

@@ -54,6 +54,13 @@ struct http_request {
   // A JSON body already checked (RFC 8259, strict) and parsed. Valid during the handler
   // call only; the strings it holds point into `body` and live as long as it does.
   const json_doc* json = nullptr;
+  // Values of the header fields the server was asked to keep (http_server_config::
+  // captured_headers), in that order; empty when absent (the last one wins when repeated).
+  // They live with `target` (the same pooled block): valid until the exchange ends.
+  std::string_view headers[4];
+  // The client's address ("203.0.113.7" or "2001:db8::1"; empty for an adopted socket that is
+  // not TCP). Valid during the handler call only.
+  std::string_view peer;
 };
 
 // What a route wants of a request's body, decided from the request line before any body byte
@@ -170,6 +177,11 @@ struct http_server_config {
   // JSON bodies: most values and deepest nesting accepted (400 beyond).
   uint32_t json_max_values = 256;
   uint32_t json_max_depth = 32;
+  // Header fields handed to the handler as http_request::headers (lower-case names of at most
+  // 16 bytes, up to 4, static storage; e.g. "authorization", "cookie"). Their values share the
+  // request-target's 16 KiB block: a request whose target and kept values do not fit gets 431.
+  const char* const* captured_headers = nullptr;
+  uint8_t captured_count = 0;
   bool access_log = true;
   // Complete "Name: value\r\n" lines added to every answer, errors included (static storage).
   std::string_view common_headers;

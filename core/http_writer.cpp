@@ -46,6 +46,8 @@ bool I::make_answer(http_server& s, http_answer_bytes& a, int status, const char
                     bool http10) {
   bool as_asked = true;
   if (a.head == nullptr) a.head = s.pool_.acquire();
+  // 204 and 304 never carry a body (RFC 9110 15.3.5, 15.4.5): whatever was written is dropped.
+  if (status == 204 || status == 304) body = {};
   if (body.size() > s.config_.max_response_body) {
     log_event("ERROR", "response body too large bytes=%zu limit=%zu", body.size(),
               s.config_.max_response_body);

@@ -114,12 +114,17 @@ void write_response_head(buf_writer& w, const response_head& head) {
   w.put(http_reason(head.status));
   w.put("\r\nServer: hello-stack\r\nDate: ");
   w.put(head.date);
-  if (head.content_type != nullptr) {
+  // A 204 has neither (RFC 9110 8.6: no Content-Length in a 204), nor a 304 here (we never
+  // send one with the representation's metadata).
+  bool no_content = head.status == 204 || head.status == 304;
+  if (head.content_type != nullptr && !no_content) {
     w.put("\r\nContent-Type: ");
     w.put(head.content_type);
   }
-  w.put("\r\nContent-Length: ");
-  w.put_uint(head.content_length);
+  if (!no_content) {
+    w.put("\r\nContent-Length: ");
+    w.put_uint(head.content_length);
+  }
   w.put("\r\n");
   if (head.connection == conn_header::close) {
     w.put("Connection: close\r\n");

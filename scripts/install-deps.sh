@@ -11,6 +11,8 @@ packages=(
   libgtest-dev libgmock-dev clang clang-format libclang-rt-14-dev
   # the store clients (core_stores): hiredis with its libuv adapter, libpq
   libhiredis-dev libpq-dev
+  # accounts: argon2id, Ed25519 (JWT EdDSA), base64url
+  libsodium-dev
   # tests (unicode-data: the Unicode files scripts/gen-case-tables.py reads)
   python3 python3-pytest unicode-data python3-requests python3-venv curl ca-certificates
   # the rules tier: promtool (prometheus) and amtool (prometheus-alertmanager); PyYAML for the

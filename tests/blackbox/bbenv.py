@@ -19,6 +19,7 @@ SIDECAR_BIN = os.path.join(BUILD_DIR, "sidecar", "sidecar")
 LATER_BIN = os.path.join(BUILD_DIR, "tests", "tools", "later_server")
 VISITS_BIN = os.path.join(BUILD_DIR, "visits", "visits")
 ALERT_SINK_BIN = os.path.join(BUILD_DIR, "alertsink", "alert-sink")
+ACCOUNTS_BIN = os.path.join(BUILD_DIR, "accounts", "accounts")
 
 
 def _sanitized():

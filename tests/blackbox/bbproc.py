@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from bbenv import ALERT_SINK_BIN, HELLO_BIN, LATER_BIN, SIDECAR_BIN, VISITS_BIN, WAIT
+from bbenv import ACCOUNTS_BIN, ALERT_SINK_BIN, HELLO_BIN, LATER_BIN, SIDECAR_BIN, VISITS_BIN, WAIT
 
 # One ISO-8601 UTC timestamp with milliseconds, service, EVENT, then fields.
 LOG_LINE_RE = re.compile(
@@ -361,6 +361,13 @@ class AlertSink(Listener):
     def __init__(self, args=(), env=None):
         super().__init__([ALERT_SINK_BIN, "--listen", "127.0.0.1:0"] + list(args), env=env,
                          name="alert-sink")
+
+
+class Accounts(Listener):
+    """The accounts service (sign-up, login, JWTs, /auth; PostgreSQL)."""
+
+    def __init__(self, args=(), env=None):
+        super().__init__([ACCOUNTS_BIN] + list(args), env=env, name="accounts")
 
 
 class LaterServer(Listener):

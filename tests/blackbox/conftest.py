@@ -28,9 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from bbenv import (ALERT_SINK_BIN, BUILD_DIR, HELLO_BIN, LATER_BIN, SIDECAR_BIN, TF,  # noqa: E402
-                   VISITS_BIN, WAIT)
-from bbproc import _ALL_PROCS, AlertSink, Hello, LaterServer, Sidecar, Visits  # noqa: E402
+from bbenv import (ACCOUNTS_BIN, ALERT_SINK_BIN, BUILD_DIR, HELLO_BIN, LATER_BIN,  # noqa: E402
+                   SIDECAR_BIN, TF, VISITS_BIN, WAIT)
+from bbproc import _ALL_PROCS, Accounts, AlertSink, Hello, LaterServer, Sidecar, Visits  # noqa: E402
 
 
 def _require(path):
@@ -272,6 +272,73 @@ def start_visits():
         if wait:
             v.wait_listening()
         return v
+
+    yield start
+    _stop_all(procs)
+
+
+# ---------------------------------------------------------------- accounts
+
+def make_ed25519_key(directory, kid):
+    """Writes <directory>/<kid>.pem with `openssl genpkey -algorithm ed25519`; returns its path."""
+    import subprocess
+    path = os.path.join(directory, kid + ".pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", path], check=True,
+                   capture_output=True, timeout=30)
+    return path
+
+
+@pytest.fixture
+def accounts_keys(tmp_path):
+    """A keys directory with one Ed25519 key, kid "k1" (.dir, .path(kid), .add(kid))."""
+    import shutil
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+
+    class Keys:
+        dir = str(tmp_path / "keys")
+
+        def path(self, kid):
+            return os.path.join(self.dir, kid + ".pem")
+
+        def add(self, kid):
+            return make_ed25519_key(self.dir, kid)
+
+    os.mkdir(Keys.dir)
+    k = Keys()
+    k.add("k1")
+    return k
+
+
+@pytest.fixture
+def start_accounts():
+    """start_accounts(pg, keys_dir, *flags, signing_key="k1") -> running Accounts on
+    127.0.0.1:<random port>, after its PostgreSQL schema is up (unless wait=False).
+
+    Small argon2id parameters (8 MiB, t=1) unless flags say otherwise, so tests run fast;
+    the production defaults are covered by their own test.
+    """
+    _require(ACCOUNTS_BIN)
+    procs = []
+
+    def start(pg, keys_dir, *flags, signing_key="k1", env=None, wait=True):
+        args = ["--listen", "127.0.0.1:0", "--keys-dir", keys_dir, "--signing-key", signing_key]
+        if isinstance(pg, str):
+            args += ["--database", pg]
+        else:
+            args += ["--database", pg.conninfo, "--database-password-file", pg.password_file]
+        defaults = {"--store-timeout": "2s", "--connect-timeout": "2s", "--access-log": "off",
+                    "--hash-memory": "8MiB", "--hash-iterations": "1",
+                    "--issuer": "test-issuer", "--audience": "test-audience"}
+        for k, v in defaults.items():
+            if k not in flags:
+                args += [k, v]
+        a = Accounts(args + list(flags), env=env)
+        procs.append(a)
+        if wait:
+            a.wait_listening()
+            a.wait_event("STORE", state="up")
+        return a
 
     yield start
     _stop_all(procs)

@@ -48,8 +48,8 @@ struct server_fixture {
   uv_async_t stop{};
   int port = 0;
 
-  explicit server_fixture(http_server_config cfg = {})
-      : server(loop.uv(), cfg, echo_target, nullptr) {
+  explicit server_fixture(http_server_config cfg = {}, http_handler handler = echo_target)
+      : server(loop.uv(), cfg, handler, nullptr) {
     EXPECT_EQ(server.listen("127.0.0.1", 0), 0);
     std::string bound = server.bound_address();
     port = std::stoi(bound.substr(bound.rfind(':') + 1));
@@ -72,6 +72,25 @@ struct server_fixture {
     return rc;
   }
 };
+
+// Answers with the kept header values and the peer: "a=<authorization>|c=<cookie>|p=<peer>";
+// "/nocontent": a 204 with a body written anyway (it must not go out).
+void echo_headers(void*, const http_request& req, http_reply& reply) {
+  if (req.target == "/nocontent") {
+    reply.status = 204;
+    reply.body.put("dropped");
+    return;
+  }
+  reply.content_type = "text/plain";
+  reply.body.put("a=");
+  reply.body.put(req.headers[0]);
+  reply.body.put("|c=");
+  reply.body.put(req.headers[1]);
+  reply.body.put("|p=");
+  reply.body.put(req.peer);
+}
+
+constexpr const char* kKept[] = {"authorization", "cookie"};
 
 size_t count(const std::string& hay, std::string_view needle) {
   size_t n = 0;
@@ -334,4 +353,51 @@ TEST(HttpServer, DrainReportsOnceAfterTheLastDeferredAnswer) {
   EXPECT_EQ(app.answered_when_drained, 1);
   EXPECT_NE(got.find("{\"later\":true}"), std::string::npos) << got;
   EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+}
+
+TEST(HttpServer, KeptHeadersAndThePeerReachTheHandler) {
+  http_server_config cfg;
+  cfg.captured_headers = kKept;
+  cfg.captured_count = 2;
+  server_fixture f(cfg, echo_headers);
+  std::string got;
+  EXPECT_EQ(f.run_with([&](int port) {
+    int fd = connect_to(port);
+    // The second request has no Cookie: nothing of the first one's is left over.
+    send_all(fd,
+             "GET /x HTTP/1.1\r\nHost: x\r\nCookie: a=1; b=2\r\nX-Other: no\r\n"
+             "AUTHORIZATION: Bearer abc.def\r\n\r\n");
+    send_all(fd, "GET /y HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer second\r\n\r\n");
+    send_all(fd, "GET /nocontent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    got = read_all(fd);
+    close(fd);
+  }),
+            0);
+  EXPECT_NE(got.find("a=Bearer abc.def|c=a=1; b=2|p=127.0.0.1"), std::string::npos) << got;
+  EXPECT_NE(got.find("a=Bearer second|c=|p=127.0.0.1"), std::string::npos) << got;
+  size_t nc = got.find("HTTP/1.1 204 No Content\r\n");
+  ASSERT_NE(nc, std::string::npos) << got;
+  std::string tail = got.substr(nc);
+  EXPECT_EQ(tail.find("Content-Length"), std::string::npos) << tail;
+  EXPECT_EQ(tail.find("Content-Type"), std::string::npos) << tail;
+  EXPECT_EQ(tail.find("dropped"), std::string::npos) << tail;
+}
+
+TEST(HttpServer, KeptHeaderValuesBeyondTheBlockAre431) {
+  http_server_config cfg;
+  cfg.captured_headers = kKept;
+  cfg.captured_count = 2;
+  cfg.max_header_bytes = 64 * 1024;
+  server_fixture f(cfg, echo_headers);
+  std::string got;
+  EXPECT_EQ(f.run_with([&](int port) {
+    int fd = connect_to(port);
+    std::string req = "GET /x HTTP/1.1\r\nHost: x\r\nCookie: " + std::string(9000, 'c') +
+                      "\r\nAuthorization: " + std::string(9000, 'a') + "\r\n\r\n";
+    send_all(fd, req);
+    got = read_all(fd);
+    close(fd);
+  }),
+            0);
+  EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 431") << got.substr(0, 200);
 }

@@ -76,6 +76,19 @@ TEST(ResponseHead, Layout) {
   EXPECT_EQ(w.view().substr(0, 17), "HTTP/1.1 200 OK\r\n");
 }
 
+TEST(ResponseHead, NoContentHasNoLengthOrType) {
+  char buf[512];
+  buf_writer w(buf, sizeof buf);
+  response_head h;
+  h.status = 204;
+  h.date = "Mon, 23 Nov 2026 05:17:11 GMT";
+  h.extra_headers = "X-User: 1:a\r\n";
+  write_response_head(w, h);
+  EXPECT_EQ(w.view(),
+            "HTTP/1.1 204 No Content\r\nServer: hello-stack\r\n"
+            "Date: Mon, 23 Nov 2026 05:17:11 GMT\r\nX-User: 1:a\r\n\r\n");
+}
+
 TEST(HttpDate, ImfFixdate) {
   char out[30];
   format_http_date(0, out);
