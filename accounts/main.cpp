@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
   config.drain_timeout_ms = core::option_duration(opt(opt_drain_timeout), 1);
   config.captured_headers = accounts::captured_headers;
   config.captured_count = sizeof accounts::captured_headers / sizeof accounts::captured_headers[0];
+  config.want_peer = true;  // the login rate limit counts per client address
   config.body_policy = accounts::body_policy;
   config.common_headers = "X-Content-Type-Options: nosniff\r\n";
   bool secure_cookie = core::option_on_off(opt(opt_secure_cookie));

@@ -208,7 +208,7 @@ void I::finish_connection(http_conn* c) {
     return;
   }
   c->lingering = true;
-  c->last_active = c->linger_start = now(c);
+  c->last_active = c->request_start = now(c);  // request_start: the linger's start
   release(srv(c), c->in);
   c->in_len = 0;
   if (uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp), on_shutdown) != 0) {
@@ -240,7 +240,7 @@ void I::on_sweep(uv_timer_t* t) {
     if (!c->closing) {
       if (c->lingering) {
         if (now_ms - c->last_active >= cfg.linger_ms ||
-            now_ms - c->linger_start >= cfg.linger_max_ms) {
+            now_ms - c->request_start >= cfg.linger_max_ms) {
           close_conn(c);
         }
       } else if (c->in_request) {

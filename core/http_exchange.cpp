@@ -151,10 +151,24 @@ void I::handle_request(http_conn* c) {
   req.start_ns = c->start_ns;
   if (c->target != nullptr) {
     for (uint8_t i = 0; i < s.config_.captured_count && i < 4; ++i) {
-      if (c->cap_len[i] > 0) req.headers[i] = {c->target->data + c->cap_off[i], c->cap_len[i]};
+      if (c->cap_len[i] > 0) {
+        req.headers[i] = {c->target->data + c->cap_off[i], static_cast<size_t>(c->cap_len[i])};
+      }
     }
   }
-  req.peer = c->peer;
+  if (s.config_.want_peer) {
+    s.peer_[0] = '\0';
+    sockaddr_storage sa{};
+    int sa_len = sizeof sa;
+    if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&sa), &sa_len) == 0) {
+      if (sa.ss_family == AF_INET) {
+        uv_ip4_name(reinterpret_cast<sockaddr_in*>(&sa), s.peer_, sizeof s.peer_);
+      } else if (sa.ss_family == AF_INET6) {
+        uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&sa), s.peer_, sizeof s.peer_);
+      }
+    }
+    req.peer = s.peer_;
+  }
   handling h{c, &req, req.method == HTTP_HEAD, p->http_major == 1 && p->http_minor == 0};
 
   if (c->body_limit > 0) {

@@ -61,8 +61,12 @@ struct http_exchange {
 
 struct http_conn {
   uv_tcp_t tcp{};
-  uv_write_t write_req{};
-  uv_shutdown_t shutdown_req{};
+  // One write in flight, and the shutdown only once the last write is done (finish_connection
+  // runs with nothing written any more): the two requests share their memory.
+  union {
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+  };
   llhttp_t parser{};
   http_server* server = nullptr;
   http_conn* prev = nullptr;
@@ -78,9 +82,7 @@ struct http_conn {
   block* body_block = nullptr;
   char* body_heap = nullptr;
   uint32_t body_len = 0;
-  uint32_t body_cap = 0;
   uint32_t body_limit = 0;  // 0: the body is discarded
-  body_type body_kind = body_type::none;
   // Exchanges handled and not yet moved to the output, in request order (deferred answers and
   // the answers queued behind them).
   http_exchange* queue_head = nullptr;
@@ -89,36 +91,38 @@ struct http_conn {
   uint32_t target_len = 0;
   uint32_t out_len = 0;
   uint32_t in_len = 0;
-  uint32_t requests = 0;               // answered on this connection
-  uint64_t last_active = 0;            // uv_now of the last read or completed write
-  uint64_t request_start = 0;          // uv_now of the first byte of the current request
-  uint64_t linger_start = 0;           // uv_now when the lingering close began
+  uint32_t requests = 0;     // answered on this connection
+  uint64_t last_active = 0;  // uv_now of the last read or completed write
+  // uv_now of the first byte of the current request; once lingering, when the linger began
+  uint64_t request_start = 0;
   uint64_t body_bytes = 0;             // body bytes of the current request
   const char* error_reason = nullptr;  // why, for the REJECT log line
   uint32_t header_bytes = 0;           // field and value bytes of the current request
   uint16_t header_count = 0;
   uint16_t error_status = 0;  // status to answer when a callback rejects the request
+  uint32_t captured_len = 0;  // bytes of kept header values after the target in c->target
+  uint16_t cap_off[4] = {};   // each kept value: offset in c->target (after the target)
+  uint16_t cap_len[4] = {};
+  uint64_t start_ns = 0;              // uv_hrtime() at message begin
+  const char* chunk_start = nullptr;  // start of the input being parsed now
+  char header_buf[16];  // current field name, then (for Expect) its value, lower-cased
+  char ctype_buf[36];   // the Content-Type's media type (up to ';'), lower-cased
+  // One-byte fields together (no padding between them).
+  body_type body_kind = body_type::none;
   uint8_t host_count = 0;
   uint8_t header_kind = 0;  // what the current header field is (header_kind enum)
   uint8_t header_len = 0;   // bytes in header_buf
   uint8_t html_match = 0;   // chars of "text/html" matched so far in an Accept value
   uint8_t ctype_len = 0;    // bytes in ctype_buf (more than its size: too long to be ours)
+  bool ctype_done = false;  // the Content-Type's ';' was seen
   bool accepts_html = false;
-  uint8_t capture = 0xff;     // index of the kept header whose value is arriving, or 0xff
-  uint32_t captured_len = 0;  // bytes of kept header values after the target in c->target
-  uint32_t cap_off[4] = {};   // each kept value: offset in c->target (after the target)
-  uint32_t cap_len[4] = {};
-  char peer[46] = "";                 // the client's address, set at accept
-  uint64_t start_ns = 0;              // uv_hrtime() at message begin
-  uint8_t expect = 0;                 // expect_kind of the current request
-  bool name_seen = false;             // the current header field name has a byte
-  uint8_t value_spans = 0;            // spans of the current header value (obs-fold detection)
-  bool chunk_ended_lf = false;        // the previous input chunk ended with LF
-  const char* chunk_start = nullptr;  // start of the input being parsed now
-  char header_buf[16];      // current field name, then (for Expect) its value, lower-cased
-  char ctype_buf[48];       // the Content-Type value, lower-cased
-  bool in_request = false;  // a message has begun and is not complete
-  bool writing = false;     // a uv_write is in flight
+  uint8_t capture = 0xff;       // index of the kept header whose value is arriving, or 0xff
+  uint8_t expect = 0;           // expect_kind of the current request
+  bool name_seen = false;       // the current header field name has a byte
+  uint8_t value_spans = 0;      // spans of the current header value (obs-fold detection)
+  bool chunk_ended_lf = false;  // the previous input chunk ended with LF
+  bool in_request = false;      // a message has begun and is not complete
+  bool writing = false;         // a uv_write is in flight
   bool reading = false;
   bool stop_parsing = false;  // the last request is in: ignore further input
   bool queue_full = false;    // parsing waits for the queue of exchanges to shrink

@@ -25,15 +25,6 @@ void I::on_connection(uv_stream_t* listener, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  sockaddr_storage sa{};
-  int sa_len = sizeof sa;
-  if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&sa), &sa_len) == 0) {
-    if (sa.ss_family == AF_INET) {
-      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&sa), c->peer, sizeof c->peer);
-    } else if (sa.ss_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&sa), c->peer, sizeof c->peer);
-    }
-  }
   start_conn(c);
 }
 

@@ -37,7 +37,7 @@ int I::on_message_begin(llhttp_t* p) {
   c->body_kind = body_type::none;
   c->capture = 0xff;
   c->captured_len = 0;
-  for (uint32_t& n : c->cap_len) n = 0;
+  for (uint16_t& n : c->cap_len) n = 0;
   return 0;
 }
 
@@ -137,12 +137,15 @@ int I::on_header_field_complete(llhttp_t* p) {
       if (name == cfg.captured_headers[i]) {
         c->header_kind = hk_captured;
         c->capture = i;
-        c->cap_off[i] = c->target_len + c->captured_len;
+        c->cap_off[i] = static_cast<uint16_t>(c->target_len + c->captured_len);
         c->cap_len[i] = 0;
       }
     }
   }
-  if (c->header_kind == hk_content_type) c->ctype_len = 0;  // the last one counts
+  if (c->header_kind == hk_content_type) {  // the last one counts
+    c->ctype_len = 0;
+    c->ctype_done = false;
+  }
   c->html_match = 0;
   c->header_len = 0;
   return count_header_bytes(p, 4);  // ": " and CRLF
@@ -169,9 +172,19 @@ int I::on_header_value(llhttp_t* p, const char* at, size_t len) {
     if (c->target == nullptr) c->target = s.pool_.acquire();
     memcpy(c->target->data + c->target_len + c->captured_len, at, len);
     c->captured_len += static_cast<uint32_t>(len);
-    c->cap_len[c->capture] += static_cast<uint32_t>(len);
+    c->cap_len[c->capture] = static_cast<uint16_t>(c->cap_len[c->capture] + len);
   } else if (c->header_kind == hk_content_type) {
-    buffer_lower(c->ctype_buf, c->ctype_len, sizeof c->ctype_buf, at, len);
+    // Only the media type matters (parameters such as charset are not ours to check): the
+    // buffer stops at the first ';'.
+    std::string_view v(at, len);
+    if (!c->ctype_done) {
+      size_t semi = v.find(';');
+      if (semi != std::string_view::npos) {
+        v = v.substr(0, semi);
+        c->ctype_done = true;
+      }
+      buffer_lower(c->ctype_buf, c->ctype_len, sizeof c->ctype_buf, v.data(), v.size());
+    }
   } else if (c->header_kind == hk_accept && !c->accepts_html) {
     // Streams an Accept value (it may straddle reads) looking for "text/html", any case.
     static constexpr std::string_view needle = "text/html";

@@ -59,7 +59,8 @@ struct http_request {
   // They live with `target` (the same pooled block): valid until the exchange ends.
   std::string_view headers[4];
   // The client's address ("203.0.113.7" or "2001:db8::1"; empty for an adopted socket that is
-  // not TCP). Valid during the handler call only.
+  // not TCP), when http_server_config::want_peer asks for it. Valid during the handler call
+  // only.
   std::string_view peer;
 };
 
@@ -181,6 +182,9 @@ struct http_server_config {
   // 16 bytes, up to 4, static storage; e.g. "authorization", "cookie"). Their values share the
   // request-target's 16 KiB block: a request whose target and kept values do not fit gets 431.
   const char* const* captured_headers = nullptr;
+  // Fill http_request::peer (one getpeername(2) per request: only for services that use it,
+  // so that an idle connection keeps no copy of its address).
+  bool want_peer = false;
   uint8_t captured_count = 0;
   bool access_log = true;
   // Complete "Name: value\r\n" lines added to every answer, errors included (static storage).
@@ -255,6 +259,7 @@ class http_server {
   char read_buf_[block_size];
   std::unique_ptr<char[]> body_buf_;  // config_.max_response_body bytes
   std::unique_ptr<json_doc> json_;
+  char peer_[46] = "";  // http_request::peer of the request being handled
   int64_t date_sec_ = -1;
   char date_[30] = "";
 };

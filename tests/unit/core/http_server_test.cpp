@@ -359,6 +359,7 @@ TEST(HttpServer, KeptHeadersAndThePeerReachTheHandler) {
   http_server_config cfg;
   cfg.captured_headers = kKept;
   cfg.captured_count = 2;
+  cfg.want_peer = true;
   server_fixture f(cfg, echo_headers);
   std::string got;
   EXPECT_EQ(f.run_with([&](int port) {
