@@ -13,6 +13,11 @@
 # visits: /visits and /resetcounter go to NGINX_VISITS_HOST:NGINX_VISITS_PORT (default
 # visits:8080), looked up per request through NGINX_RESOLVER (default: resolv.conf's servers).
 #
+# accounts: /account, /login, /logout, /accounts_page, the JWKS and the /auth subrequest go to
+# NGINX_ACCOUNTS_HOST:NGINX_ACCOUNTS_PORT (default accounts:8080), followed like hello's
+# replicas. NGINX_API_AUTH: jwt (default: /api/ only with a token accounts accepts) or off
+# (/api/ open); nginx/accounts-routes.conf, api-jwt.conf, api-off.conf.
+#
 # Runs on the image's static busybox (sh, id, chown, awk, sort, tr, sed, mv, sleep, cat),
 # util-linux's setpriv and glibc's getent: a command added here needs its applet linked in
 # Dockerfile.multi (and named in tests/e2e/test_nginx_image.py).
@@ -39,6 +44,10 @@ tls_key=${NGINX_TLS_KEY:-/run/secrets/tls_key}
 https_port=${NGINX_HTTPS_PORT:-443}
 visits_host=${NGINX_VISITS_HOST:-visits}
 visits_port=${NGINX_VISITS_PORT:-8080}
+accounts_host=${NGINX_ACCOUNTS_HOST:-accounts}
+accounts_port=${NGINX_ACCOUNTS_PORT:-8080}
+api_auth=${NGINX_API_AUTH:-jwt}
+api_locations=/etc/nginx/conf.d/api.locations  # included by accounts-routes.conf
 template=/etc/nginx/templates/default.conf.template
 conf=/etc/nginx/conf.d/default.conf
 edge=/etc/nginx/conf.d/edge.servers  # the public server blocks, included by $conf
@@ -72,15 +81,34 @@ if [ "$https_port" -gt 65535 ]; then
   exit 2
 fi
 
-case "$visits_host" in
-  '' | *[!A-Za-z0-9.-]*)
-    echo "nginx-entrypoint: error: NGINX_VISITS_HOST '$visits_host': expected a host name" >&2
+check_host() {  # NAME VALUE
+  case "$2" in
+    '' | *[!A-Za-z0-9.-]*)
+      echo "nginx-entrypoint: error: $1 '$2': expected a host name" >&2
+      exit 2
+      ;;
+  esac
+}
+check_port() {  # NAME VALUE
+  case "$2" in
+    '' | *[!0-9]* | 0*)
+      echo "nginx-entrypoint: error: $1 '$2': expected a port number 1-65535" >&2
+      exit 2
+      ;;
+  esac
+  if [ "$2" -gt 65535 ]; then
+    echo "nginx-entrypoint: error: $1 '$2': expected a port number 1-65535" >&2
     exit 2
-    ;;
-esac
-case "$visits_port" in
-  '' | *[!0-9]* | 0*)
-    echo "nginx-entrypoint: error: NGINX_VISITS_PORT '$visits_port': expected a port number 1-65535" >&2
+  fi
+}
+check_host NGINX_VISITS_HOST "$visits_host"
+check_port NGINX_VISITS_PORT "$visits_port"
+check_host NGINX_ACCOUNTS_HOST "$accounts_host"
+check_port NGINX_ACCOUNTS_PORT "$accounts_port"
+case "$api_auth" in
+  jwt | off) ;;
+  *)
+    echo "nginx-entrypoint: error: NGINX_API_AUTH '$api_auth': expected jwt or off" >&2
     exit 2
     ;;
 esac
@@ -137,17 +165,28 @@ render_edge() {
   echo "nginx-entrypoint: tls=on certificate=$tls_cert: https on :443 (http2), redirects to port $https_port"
 }
 
-addresses() {
-  getent ahostsv4 "$upstream_host" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' '
+addresses() {  # HOST
+  getent ahostsv4 "$1" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' '
 }
 
+# render HELLO_ADDRESSES ACCOUNTS_ADDRESSES
 render() {
   servers=""
   for a in $1; do
     servers="${servers}server ${a}:${upstream_port} max_fails=2 fail_timeout=5s; "
   done
+  # accounts may be missing (not started, or a stack without it): a server marked down keeps
+  # the config valid, and its routes answer 502 (/api/ 503) until the name resolves.
+  accounts_servers="server 127.0.0.1:${accounts_port} down; "
+  if [ -n "$2" ]; then
+    accounts_servers=""
+    for a in $2; do
+      accounts_servers="${accounts_servers}server ${a}:${accounts_port} max_fails=2 fail_timeout=5s; "
+    done
+  fi
   sed -e "s|@STRATEGY@|${directive}|" -e "s|@SERVERS@|${servers}|" -e "s|@RESOLVER@|${resolver}|" \
-    -e "s|@VISITS@|${visits_host}:${visits_port}|" "$template" > "$conf.tmp"
+    -e "s|@VISITS@|${visits_host}:${visits_port}|" -e "s|@ACCOUNTS_SERVERS@|${accounts_servers}|" \
+    "$template" > "$conf.tmp"
   render_retries "$1"
   mv "$retry_upstreams.tmp" "$retry_upstreams"
   mv "$retry_locations.tmp" "$retry_locations"
@@ -184,11 +223,12 @@ render_retries() {
 }
 
 render_edge
+cat "/etc/nginx/templates/api-$api_auth.conf" > "$api_locations"
 
 # Wait (bounded) for the first replica: compose starts nginx once hello is healthy, but a
 # name can take a moment to appear in Docker's DNS.
 tries=0
-current=$(addresses)
+current=$(addresses "$upstream_host")
 while [ -z "$current" ]; do
   tries=$((tries + 1))
   if [ "$tries" -gt 60 ]; then
@@ -196,23 +236,37 @@ while [ -z "$current" ]; do
     exit 1
   fi
   sleep 0.5
-  current=$(addresses)
+  current=$(addresses "$upstream_host")
 done
-render "$current"
+current_accounts=$(addresses "$accounts_host")
+render "$current" "$current_accounts"
 echo "nginx-entrypoint: strategy=$strategy upstream=$upstream_host:$upstream_port replicas: $current"
 echo "nginx-entrypoint: visits=$visits_host:$visits_port resolver=$resolver"
+echo "nginx-entrypoint: accounts=$accounts_host:$accounts_port at: ${current_accounts:-(not resolved yet)} api_auth=$api_auth"
 nginx -t -q
 
 # The watcher: a background loop that outlives the exec below (nginx becomes its parent).
 (
   while sleep "$interval"; do
-    now=$(addresses)
-    if [ -n "$now" ] && [ "$now" != "$current" ]; then
-      render "$now"
+    now=$(addresses "$upstream_host")
+    now_accounts=$(addresses "$accounts_host")
+    # A lookup that finds nothing keeps what was rendered (a moment without DNS is not a
+    # reason to drop every server).
+    [ -n "$now" ] || now=$current
+    [ -n "$now_accounts" ] || now_accounts=$current_accounts
+    if [ "$now" != "$current" ] || [ "$now_accounts" != "$current_accounts" ]; then
+      render "$now" "$now_accounts"
       if nginx -t -q 2>/dev/null; then
-        echo "nginx-entrypoint: replicas changed: $now; reloading"
+        [ "$now_accounts" = "$current_accounts" ] ||
+          echo "nginx-entrypoint: accounts moved: $now_accounts"
+        if [ "$now" != "$current" ]; then
+          echo "nginx-entrypoint: replicas changed: $now; reloading"
+        else
+          echo "nginx-entrypoint: reloading"
+        fi
         nginx -s reload
         current=$now
+        current_accounts=$now_accounts
       fi
     fi
   done

@@ -1,24 +1,27 @@
 #!/bin/sh
-# PostgreSQL's entry point: on an empty data directory (a new volume) make the cluster once,
-# then the application's role and database with the password from a Docker secret; then exec
-# postgres, so it is PID 1 and gets the stop signal itself.
+# PostgreSQL's entry point: on an empty data directory (a new volume) make the cluster once;
+# at every start make each application's role and database that does not exist yet, with the
+# password from that application's Docker secret; then exec postgres, so it is PID 1 and gets
+# the stop signal itself.
 #
-#   PGDATA                   the cluster (default /var/lib/postgresql/data/pgdata: a directory
-#                            inside the volume, so a mount point's own files, such as
-#                            lost+found, never upset initdb)
-#   POSTGRES_PASSWORD_FILE   the application role's password (default
-#                            /run/secrets/postgres_password); read at the first start only:
-#                            change it later with ALTER ROLE (docs/DEPLOYMENT.md, "visits")
-#   POSTGRES_APP_USER, POSTGRES_APP_DB   the role and its database (default visits, visits)
+#   PGDATA          the cluster (default /var/lib/postgresql/data/pgdata: a directory inside
+#                   the volume, so a mount point's own files, such as lost+found, never upset
+#                   initdb)
+#   POSTGRES_APPS   the applications, space-separated NAME:PASSWORD_FILE (NAME is both the role
+#                   and its database), e.g. "visits:/run/secrets/postgres_password
+#                   accounts:/run/secrets/accounts_db_password". A password is read only when
+#                   its role is created: change it later with ALTER ROLE (docs/DEPLOYMENT.md).
+#                   Checked at every start, so an application added to an existing cluster
+#                   gets its role and database on the next restart.
+#   POSTGRES_APP_USER, POSTGRES_APP_DB, POSTGRES_PASSWORD_FILE   when POSTGRES_APPS is unset:
+#                   one application (default visits, visits, /run/secrets/postgres_password);
+#                   role and database must then share the name
 #
 # Runs on the image's static busybox (sh, id, cat, sed, grep, mkdir, chmod): a command added
 # here needs its applet linked in Dockerfile.multi (tests/e2e/test_data_images.py checks).
 set -eu
 
 PGDATA=${PGDATA:-/var/lib/postgresql/data/pgdata}
-pwfile=${POSTGRES_PASSWORD_FILE:-/run/secrets/postgres_password}
-app_user=${POSTGRES_APP_USER:-visits}
-app_db=${POSTGRES_APP_DB:-visits}
 conf=/etc/postgresql/postgresql.conf
 export PGDATA
 
@@ -27,23 +30,61 @@ die() {
   exit 2
 }
 
-# Names go into SQL as identifiers: plain lower-case ones only, so nothing needs quoting.
-for name in "$app_user" "$app_db"; do
+if [ -z "${POSTGRES_APPS:-}" ]; then
+  app_user=${POSTGRES_APP_USER:-visits}
+  app_db=${POSTGRES_APP_DB:-$app_user}
+  [ "$app_user" = "$app_db" ] ||
+    die "POSTGRES_APP_USER '$app_user' and POSTGRES_APP_DB '$app_db' differ (use POSTGRES_APPS=NAME:FILE)"
+  POSTGRES_APPS="$app_user:${POSTGRES_PASSWORD_FILE:-/run/secrets/postgres_password}"
+fi
+
+# Names go into SQL as identifiers: plain lower-case ones only, so nothing needs quoting. A
+# file is an absolute path without spaces or colons (the list's separators).
+for app in $POSTGRES_APPS; do
+  name=${app%%:*}
+  file=${app#*:}
+  [ "$name" != "$app" ] || die "POSTGRES_APPS entry '$app': expected NAME:PASSWORD_FILE"
   case "$name" in
-    '' | [!a-z_]* | *[!a-z0-9_]*) die "'$name': a role or database name must match [a-z_][a-z0-9_]*" ;;
+    '' | [!a-z_]* | *[!a-z0-9_]*) die "POSTGRES_APPS entry '$app': a role or database name must match [a-z_][a-z0-9_]*" ;;
   esac
+  case "$file" in
+    /*) ;;
+    *) die "POSTGRES_APPS entry '$app': the password file must be an absolute path" ;;
+  esac
+  case "$file" in *:*) die "POSTGRES_APPS entry '$app': one colon only" ;; esac
 done
 
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  [ -f "$pwfile" ] && [ -r "$pwfile" ] ||
-    die "no password file $pwfile readable by uid $(id -u) (a new cluster needs the application's password)"
-  password=$(cat "$pwfile")  # without its trailing newlines
-  [ -n "$password" ] || die "the password file $pwfile is empty"
+# One statement per line through the single-user server (no server listens meanwhile, so no
+# client ever sees a half-made role). Its output is checked for errors instead of shown: a
+# failing statement is not echoed (log_min_error_statement), so a password never reaches a log.
+single_user() {
+  if ! out=$(postgres --single -c config_file="$conf" -c log_min_messages=warning postgres 2>&1); then
+    echo "$out" >&2
+    die "$1 failed"
+  fi
+  if echo "$out" | grep -q -e 'ERROR:' -e 'FATAL:'; then
+    echo "$out" >&2
+    die "$1 failed"
+  fi
+  printf '%s\n' "$out"
+}
+
+# A SQL literal of the first line of a password file (quotes doubled; standard_conforming_strings
+# is on, so backslashes are plain).
+password_literal() {
+  [ -f "$1" ] && [ -r "$1" ] ||
+    die "no password file $1 readable by uid $(id -u) (role $2 is new and needs its password)"
+  password=$(cat "$1")  # without its trailing newlines
+  [ -n "$password" ] || die "the password file $1 is empty"
   case "$password" in
     *"
-"*) die "the password in $pwfile spans several lines" ;;
+"*) die "the password in $1 spans several lines" ;;
   esac
+  printf '%s' "$password" | sed "s/'/''/g"
+  unset password
+}
 
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "postgres-entrypoint: empty data directory $PGDATA: initdb"
   mkdir -p "$PGDATA"
   chmod 0700 "$PGDATA"
@@ -53,24 +94,36 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   # that no system locales were found are expected; the C locale needs none.)
   initdb --username=postgres --no-locale --encoding=UTF8 \
     --auth-local=peer --auth-host=scram-sha-256 --no-instructions >/dev/null
+fi
 
-  # The role and its database, in single-user mode: no server listens while a password is set.
-  # The password is an SQL literal (quotes doubled; standard_conforming_strings is on, so
-  # backslashes are plain), stored as a SCRAM verifier; a failing statement is not echoed
-  # (log_min_error_statement), and the output is checked for errors instead of shown.
-  literal=$(printf '%s' "$password" | sed "s/'/''/g")
-  if ! out=$(printf "CREATE ROLE %s LOGIN PASSWORD '%s'\nCREATE DATABASE %s OWNER %s\n" \
-    "$app_user" "$literal" "$app_db" "$app_user" |
-    postgres --single -c config_file="$conf" -c log_min_messages=warning postgres 2>&1 >/dev/null); then
-    echo "$out" >&2
-    die "single-user set-up failed"
+# What exists already, one tuple a line ( 1:  = "role:visits" ...).
+existing=$(echo "SELECT 'role:' || rolname FROM pg_roles UNION ALL SELECT 'db:' || datname FROM pg_database" |
+  single_user "listing roles and databases")
+has() { echo "$existing" | grep -q -F "= \"$1\""; }
+
+# The missing roles with their passwords (stored as SCRAM verifiers), then their databases.
+script=""
+made=""
+for app in $POSTGRES_APPS; do
+  name=${app%%:*}
+  file=${app#*:}
+  if ! has "role:$name"; then
+    literal=$(password_literal "$file" "$name") || exit 2
+    script="${script}CREATE ROLE $name LOGIN PASSWORD '$literal'
+"
+    unset literal
+    made="$made role $name (password from $file),"
   fi
-  if echo "$out" | grep -q -e 'ERROR:' -e 'FATAL:'; then
-    echo "$out" >&2
-    die "creating role $app_user and database $app_db failed"
+  if ! has "db:$name"; then
+    script="${script}CREATE DATABASE $name OWNER $name
+"
+    made="$made database $name,"
   fi
-  unset password literal
-  echo "postgres-entrypoint: created role $app_user and database $app_db (password from $pwfile)"
+done
+if [ -n "$script" ]; then
+  printf '%s' "$script" | single_user "creating$made" >/dev/null
+  unset script
+  echo "postgres-entrypoint: created${made%,}"
 fi
 
 exec postgres -c config_file="$conf" "$@"

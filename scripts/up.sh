@@ -14,10 +14,12 @@
 #                                  # the nginx, Redis, PostgreSQL exporters (profile obs, added to
 #                                  # COMPOSE_PROFILES; README "Observability")
 #
-# PostgreSQL's password (a Docker secret for postgres and visits) is $SECRETS_DIR/postgres_password,
-# SECRETS_DIR defaulting to .secrets/ (git- and docker-ignored); a random one is written when the
-# file is missing. It sets the password of a new cluster only (an existing volume keeps its own;
-# docs/DEPLOYMENT.md, "visits").
+# Secrets live in $SECRETS_DIR (default .secrets/, git- and docker-ignored), each made when missing:
+#   postgres_password      visits' PostgreSQL password (a random one)
+#   accounts_db_password   accounts' PostgreSQL password (a random one)
+#   accounts-keys/k1.pem   accounts' token signing key (Ed25519, openssl genpkey)
+# A password is set when its role is created only (an existing volume keeps its own;
+# docs/DEPLOYMENT.md).
 #
 # TLS_DIR defaults to .tls/ in the repository (git- and docker-ignored: keys are never
 # committed nor sent to the image build). --tls adds docker-compose.tls.yml to COMPOSE_FILE.
@@ -78,30 +80,52 @@ make_self_signed() {
 }
 
 export SECRETS_DIR=${SECRETS_DIR:-$root/.secrets}
-password=$SECRETS_DIR/postgres_password
 
-# 32 random bytes as 64 hex digits: no character needs quoting anywhere it travels. Compose
-# mounts a file secret with the file's own owner and mode, and both readers run as uid 65532:
-# the file goes to 65532 with mode 0400, as the TLS key does.
-make_password() {
-    [ ! -s "$password" ] || return 0
+# Compose mounts a file secret with the file's own owner and mode, and every reader runs as uid
+# 65532: secrets go to 65532 with mode 0400 (directories 0500), as the TLS key does.
+give_to_services() {  # PATH MODE
+    if [ "$(id -u)" -eq 0 ]; then
+        chown 65532:65532 "$1"
+        chmod "$2" "$1"
+    else
+        # Without root a file cannot be given to 65532: readable by all, acceptable for a
+        # local stack only; on a shared machine run this as root (or chown it yourself).
+        chmod a+rX "$1"
+        echo "up: warning: not root, so $1 is world-readable (local use only)" >&2
+    fi
+}
+
+# 32 random bytes as 64 hex digits: no character needs quoting anywhere it travels.
+make_password() {  # FILE WHAT
+    [ ! -s "$1" ] || return 0
     mkdir -p "$SECRETS_DIR"
     chmod 0700 "$SECRETS_DIR"
-    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$password.tmp" && echo >> "$password.tmp")
-    [ "$(wc -c < "$password.tmp")" -eq 65 ] || die "could not write a random password to $password.tmp"
-    if [ "$(id -u)" -eq 0 ]; then
-        chown 65532:65532 "$password.tmp"
-        chmod 0400 "$password.tmp"
-    else
-        # Without root the file cannot be given to 65532: readable by all, acceptable for a
-        # local stack only; on a shared machine run this as root (or chown it yourself).
-        chmod 0644 "$password.tmp"
-        echo "up: warning: not root, so $password is world-readable (local use only)" >&2
-    fi
-    mv "$password.tmp" "$password"
-    echo "up: wrote a random PostgreSQL password to $password"
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$1.tmp" && echo >> "$1.tmp")
+    [ "$(wc -c < "$1.tmp")" -eq 65 ] || die "could not write a random password to $1.tmp"
+    give_to_services "$1.tmp" 0400
+    mv "$1.tmp" "$1"
+    echo "up: wrote a random $2 to $1"
 }
-make_password
+make_password "$SECRETS_DIR/postgres_password" "PostgreSQL password (visits)"
+make_password "$SECRETS_DIR/accounts_db_password" "PostgreSQL password (accounts)"
+
+# accounts' token signing keys: one Ed25519 key per file, <kid>.pem. With none there, k1 is
+# made; rotation (a new key signs, the old one still verifies) is README "accounts".
+keys_dir=$SECRETS_DIR/accounts-keys
+make_signing_key() {
+    if [ -d "$keys_dir" ] && [ -n "$(find "$keys_dir" -maxdepth 1 -name '*.pem' -print -quit)" ]; then
+        return 0
+    fi
+    command -v openssl >/dev/null 2>&1 || die "openssl is not installed (apt-get install openssl)"
+    mkdir -p "$keys_dir"
+    (umask 077 && openssl genpkey -algorithm ed25519 -out "$keys_dir/k1.pem.tmp" 2>/dev/null) ||
+        die "openssl could not make an Ed25519 key in $keys_dir"
+    give_to_services "$keys_dir/k1.pem.tmp" 0400
+    mv "$keys_dir/k1.pem.tmp" "$keys_dir/k1.pem"
+    give_to_services "$keys_dir" 0500
+    echo "up: made the token signing key $keys_dir/k1.pem (kid k1)"
+}
+make_signing_key
 
 if [ "$tls" -eq 1 ]; then
     [ "$self_signed" -eq 0 ] || make_self_signed
