@@ -97,13 +97,16 @@ http {
 """
 
 
-def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"):
+def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin",
+                    accounts_port=None, api_auth="jwt"):
     """nginx/default.conf.template rendered as nginx/entrypoint.sh renders it for one replica
     at 127.0.0.1:upstream_port without TLS, with its retry upstream and location (the entry
     point's render_retries) written to conf_dir; the changes: the plain server
     (nginx/edge-plain.conf, with nginx/routes.conf) is written in place of its includes, so the
     text is the whole site; `listen 80` becomes 127.0.0.1:listen_port, and the image's paths
-    (/etc/nginx/hello/proxy.conf, conf.d) are the repository's nginx/proxy.conf and conf_dir."""
+    (/etc/nginx/hello/proxy.conf, conf.d) are the repository's nginx/proxy.conf and conf_dir.
+    accounts is 127.0.0.1:accounts_port (None: the entry point's "down" placeholder), /api/ as
+    NGINX_API_AUTH=api_auth says (nginx/api-<api_auth>.conf as conf_dir/api.locations)."""
     directive = {"round_robin": "# round robin (nginx's default)", "random": "random;",
                  "least_conn": "least_conn;"}[strategy]
     servers = "server 127.0.0.1:%d max_fails=2 fail_timeout=5s; " % upstream_port
@@ -127,6 +130,9 @@ def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"
                    for line in text.splitlines(keepends=True))
     # /visits is never requested here: any resolver and address keep nginx's config valid.
     text = text.replace("@RESOLVER@", "127.0.0.1").replace("@VISITS@", "127.0.0.1:9")
+    accounts = ("server 127.0.0.1:%d max_fails=2 fail_timeout=5s; " % accounts_port
+                if accounts_port else "server 127.0.0.1:8080 down; ")
+    text = text.replace("@ACCOUNTS_SERVERS@", accounts)
     listen = "listen 80 default_server;"
     if text.count(listen) != 1:
         raise RuntimeError("nginx/default.conf.template: expected one '%s'" % listen)
@@ -148,7 +154,11 @@ def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"
     for name in os.listdir(os.path.join(ROOT, "nginx")):
         if name.endswith(".conf"):
             with open(os.path.join(hello_dir, name), "w") as f:
-                f.write(read(name).replace("/etc/nginx/hello/", hello_dir + "/"))
+                f.write(read(name).replace("/etc/nginx/hello/", hello_dir + "/")
+                        .replace("/etc/nginx/conf.d/", conf_dir.rstrip("/") + "/"))
+    with open(os.path.join(conf_dir, "api.locations"), "w") as f:
+        f.write(read("api-%s.conf" % {"jwt": "jwt", "off": "off"}[api_auth])
+                .replace("/etc/nginx/hello/", hello_dir + "/"))
     text = text.replace("/etc/nginx/hello/", hello_dir + "/")
     text = text.replace("/etc/nginx/conf.d/", conf_dir.rstrip("/") + "/")
     return text.replace(listen, "listen 127.0.0.1:%d default_server;" % listen_port)
@@ -235,7 +245,7 @@ def start_gunicorn(tmp, gunicorn_bin, workers, name="gunicorn", pin=True, app="h
     return _start_on_free_port(make)
 
 
-def start_proxy(tmp, nginx_bin, upstream_port, name):
+def start_proxy(tmp, nginx_bin, upstream_port, name, accounts_port=None, api_auth="jwt"):
     ndir = os.path.join(tmp, name)
     os.makedirs(os.path.join(ndir, "conf.d"), exist_ok=True)
     conf = os.path.join(ndir, "nginx.conf")
@@ -243,7 +253,8 @@ def start_proxy(tmp, nginx_bin, upstream_port, name):
         f.write(proxy_conf(ndir, nginx_bin))
 
     def make(port):
-        site = render_template(upstream_port, port, os.path.join(ndir, "conf.d"))
+        site = render_template(upstream_port, port, os.path.join(ndir, "conf.d"),
+                               accounts_port=accounts_port, api_auth=api_auth)
         with open(os.path.join(ndir, "conf.d", "default.conf"), "w") as f:
             f.write(site)
         # nginx/entrypoint.sh: exec nginx -g 'daemon off; worker_shutdown_timeout 5s;'

@@ -25,8 +25,10 @@ import threading
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+# tests/lib: helpers shared with tests/e2e (tokens.py).
+for _path in (HERE, os.path.join(os.path.dirname(HERE), "lib")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from bbenv import (ACCOUNTS_BIN, ALERT_SINK_BIN, BUILD_DIR, HELLO_BIN, LATER_BIN,  # noqa: E402
                    SIDECAR_BIN, TF, VISITS_BIN, WAIT)
@@ -279,13 +281,7 @@ def start_visits():
 
 # ---------------------------------------------------------------- accounts
 
-def make_ed25519_key(directory, kid):
-    """Writes <directory>/<kid>.pem with `openssl genpkey -algorithm ed25519`; returns its path."""
-    import subprocess
-    path = os.path.join(directory, kid + ".pem")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", path], check=True,
-                   capture_output=True, timeout=30)
-    return path
+from tokens import make_ed25519_key  # noqa: E402  (tests/lib)
 
 
 @pytest.fixture
