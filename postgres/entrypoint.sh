@@ -115,7 +115,9 @@ for app in $POSTGRES_APPS; do
     made="$made role $name (password from $file),"
   fi
   if ! has "db:$name"; then
+    # Its owner's alone: no other application's role may connect to it (PUBLIC may by default).
     script="${script}CREATE DATABASE $name OWNER $name
+REVOKE CONNECT, TEMPORARY ON DATABASE $name FROM PUBLIC
 "
     made="$made database $name,"
   fi

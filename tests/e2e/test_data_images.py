@@ -273,7 +273,8 @@ def test_postgres_serves_restarts_on_its_volume_stops_on_sigint(images, made, ca
     cid = start(made, "postgres", *args)
     wait_for("postgres to accept connections", lambda: pg_ready(cid), timeout=60)
     out = run(["docker", "logs", cid]).stdout
-    assert "postgres-entrypoint: created role visits and database visits" in out, out
+    assert ("postgres-entrypoint: created role visits (password from "
+            "/run/secrets/postgres_password), database visits") in out, out
     assert secret not in out and "it''s" not in out
 
     p = psql(cid, "CREATE TABLE t (x int); INSERT INTO t VALUES (42); SELECT current_user",
@@ -305,7 +306,35 @@ def test_postgres_serves_restarts_on_its_volume_stops_on_sigint(images, made, ca
     assert p.returncode == 0 and p.stdout.strip() == "42", (p.stdout, p.stderr)
     logs = run(["docker", "logs", cid2])
     assert "initdb" not in logs.stdout, logs.stdout
+    assert "created" not in logs.stdout, logs.stdout  # everything was there
     assert "database system was shut down at" in logs.stderr  # clean, no crash recovery
+
+    # The cluster of an older stack meets a new application (accounts): at the next start its
+    # role and database are made, with its own password; visits' data and password stay.
+    code, _ = stop_with(cid2, "SIGINT")
+    assert code == 0
+    other = "accounts-" + uuid.uuid4().hex
+    cid3 = start(made, "postgres", *args,
+                 "-v", password_file(made, other) + ":/run/secrets/accounts_db_password:ro",
+                 "-e", "POSTGRES_APPS=visits:/run/secrets/postgres_password "
+                 "accounts:/run/secrets/accounts_db_password")
+    wait_for("postgres with a new application", lambda: pg_ready(cid3), timeout=60)
+    out = run(["docker", "logs", cid3]).stdout
+    assert ("postgres-entrypoint: created role accounts (password from "
+            "/run/secrets/accounts_db_password), database accounts") in out, out
+    assert "role visits" not in out and other not in out, out
+    p = psql(cid3, "SELECT x FROM t", password=secret)
+    assert p.returncode == 0 and p.stdout.strip() == "42", (p.stdout, p.stderr)
+    p = run(["docker", "exec", "-e", "PGPASSWORD=" + other, cid3, "psql", "-X", "-At", "-h",
+             "127.0.0.1", "-U", "accounts", "-d", "accounts", "-c", "SELECT current_user"],
+            check=False)
+    assert p.returncode == 0 and p.stdout.strip() == "accounts", (p.stdout, p.stderr)
+    # Its own database only: accounts may not even connect to visits' (the entry point revokes
+    # PUBLIC's CONNECT on each application's database).
+    p = run(["docker", "exec", "-e", "PGPASSWORD=" + other, cid3, "psql", "-X", "-At", "-h",
+             "127.0.0.1", "-U", "accounts", "-d", "visits", "-c", "SELECT x FROM t"],
+            check=False)
+    assert p.returncode != 0 and "permission denied for database" in p.stderr, p.stderr
 
 
 def test_postgres_refuses_a_new_cluster_without_password(images, made):
