@@ -43,10 +43,9 @@ IMAGES = {
 }
 OBS_SERVICES = ("prometheus", "alertmanager", "alert-sink", "nginx-exporter", "redis-exporter",
                 "postgres-exporter")
-# Jobs with a target now; accounts has none until it lands.
+# Every job and its number of targets.
 PRESENT_JOBS = {"hello": 2, "sidecar": 1, "nginx": 1, "alertmanager": 1, "prometheus": 1,
-                "visits": 1, "redis": 1, "postgres": 1}
-FUTURE_JOBS = ("accounts",)
+                "visits": 1, "accounts": 1, "redis": 1, "postgres": 1}
 
 
 def free_port():
@@ -153,9 +152,8 @@ def sink_log(info):
 # ------------------------------------------------------------------ targets
 
 def test_every_present_target_is_up(obs):
-    """Every hello replica (found by DNS), the sidecar, visits, the nginx, Redis and PostgreSQL
-    exporters, Alertmanager and Prometheus: scraped and up; the job of accounts, still to
-    come, has no target."""
+    """Every hello replica (found by DNS), the sidecar, visits, accounts, the nginx, Redis and
+    PostgreSQL exporters, Alertmanager and Prometheus: scraped and up, and nothing else."""
     def all_up():
         r = requests.get(obs["prom"] + "/api/v1/targets", timeout=5).json()["data"]
         by_job = {}
@@ -165,8 +163,7 @@ def test_every_present_target_is_up(obs):
         return (ok and by_job) or None
 
     by_job = wait_for("every present target up", all_up, timeout=90)
-    for job in FUTURE_JOBS:
-        assert job not in by_job, (job, by_job)
+    assert set(by_job) == set(PRESENT_JOBS), by_job
     ups = {(s["metric"]["job"], s["metric"]["instance"]): s["value"][1] for s in query(obs, "up")}
     assert len(ups) == sum(PRESENT_JOBS.values()), ups
     assert set(ups.values()) == {"1"}, ups
@@ -179,7 +176,7 @@ def test_every_present_target_is_up(obs):
 def test_stores_are_seen_through_their_exporters(obs):
     """The exporters reach the stores (not only answer themselves), and visits says both are up."""
     for expr in ("redis_up == 1", "pg_up == 1", 'visits_store_up{store="redis"} == 1',
-                 'visits_store_up{store="postgres"} == 1'):
+                 'visits_store_up{store="postgres"} == 1', "accounts_store_up == 1"):
         wait_for(expr, lambda e=expr: query(obs, e), timeout=90)
 
 
