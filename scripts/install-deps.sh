@@ -24,6 +24,9 @@ packages=(
   redis-server postgresql
   # e2e: the load through deployments (Go's HTTP client, as real clients retry)
   hey
+  # the accounts page in a real browser (tests/lib/browser_flow.py): headless Chromium, its
+  # WebDriver and Selenium 4
+  chromium chromium-driver python3-selenium
   # base images when no registry can be reached
   mmdebstrap
   # perf/: load generator, the peers hello is measured against (nginx, the seed's Flask app
