@@ -15,8 +15,10 @@ package, so a caller puts this directory on sys.path first:
         ["user1-abc", *browser_flow.HOSTILE_USERNAMES],  # usernames the table must show
         "/path/to/artefacts")                    # screenshots (made if missing)
 
-run_accounts_flow raises AssertionError naming the step that failed (with a failure screenshot
-and the page's HTML saved beside the others) and returns a FlowReport when every step held.
+run_accounts_flow returns a FlowReport when every step held. When the page does not behave
+(a check fails, or something waited for never happens) it raises AssertionError naming the
+step, with a failure screenshot and the page's HTML saved beside the others; a browser that
+cannot start or crashes raises selenium's WebDriverException instead.
 It uses Debian's packages only: /usr/bin/chromium, /usr/bin/chromedriver, python3-selenium
 (4.8); scripts/install-deps.sh installs them. Nothing is downloaded at run time.
 
@@ -31,9 +33,9 @@ timeouts, and a bound on every command sent to chromedriver):
     show it, and a script cannot overwrite it. Screenshot of the table.
  4. Every expected username is in a username cell as plain text (the cell has no child
     element: markup in a name was escaped), following rel=next links across pages. On every
-    page no injected script ran: window.__pwned is unset and the title is still "Accounts".
-    HOSTILE_USERNAMES are names that set window.__pwned if the page ever renders them as HTML;
-    create them as accounts beforehand and include them in the expected usernames.
+    page no injected script ran: window.__pwned and window.__pwned2 are unset and the title
+    is still "Accounts". HOSTILE_USERNAMES are names that set them if the page ever renders
+    them as HTML; create them as accounts beforehand and include them in the usernames.
  5. Click "Sign out": back on /accounts_page with the login form, the cookie gone;
     screenshot. A reload still shows the login form.
 
@@ -56,11 +58,11 @@ WINDOW_SIZE = (1280, 1024)
 PAGE_TITLE = "Accounts"
 
 #: Usernames (at most 32 characters, as the service allows) that run script if the page ever
-#: renders them as markup: each sets window.__pwned. One <script> element, and one event
-#: handler for an escaper that only knows about <script>.
+#: renders them as markup: a <script> element sets window.__pwned, and an event handler (for an
+#: escaper that only knows about <script>) sets window.__pwned2.
 HOSTILE_USERNAMES = (
     "<script>__pwned=1</script>",
-    "<img src=x onerror=__pwned=2>",
+    "<img src=x onerror=__pwned2=1>",
 )
 
 # One round trip per page: the header cells and, per row, each cell's text and how many
@@ -76,7 +78,7 @@ return {
 """
 
 _MARKERS_JS = """
-return {pwned: typeof window.__pwned === 'undefined' ? null : String(window.__pwned),
+return {ran: ['__pwned', '__pwned2'].filter(k => typeof window[k] !== 'undefined'),
         title: document.title};
 """
 
@@ -195,6 +197,17 @@ class _Flow:
         self.step = "start"
         self.step_started = time.monotonic()
 
+    def until(self, condition, message):
+        """WebDriverWait.until, bounded by the flow's timeout; a timeout is the page's failure,
+        so it is an AssertionError naming what never happened and where."""
+        from selenium.common.exceptions import TimeoutException
+        try:
+            return self.wait.until(condition)
+        except TimeoutException as e:
+            what = message() if callable(message) else message
+            raise AssertionError("%s (waited %gs; at %s)" % (what, self.timeout,
+                                                             self.d.current_url)) from e
+
     def begin(self, step):
         now = time.monotonic()
         if self.step != "start":
@@ -219,9 +232,9 @@ class _Flow:
         form.find_element(By.CSS_SELECTOR, "input[name=email]").send_keys(email)
         form.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(password)
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        self.wait.until(EC.staleness_of(form), "the login form never went away after submit")
-        self.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#accounts, #error"),
-                        "neither the accounts table nor an error after signing in")
+        self.until(EC.staleness_of(form), "the login form never went away after submit")
+        self.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#accounts, #error"),
+                   "neither the accounts table nor an error after signing in")
         errors = self.d.find_elements(By.CSS_SELECTOR, "#error")
         assert not errors, "signing in failed at %s: %r" % (self.d.current_url, errors[0].text)
         self.assert_path("/accounts_page")
@@ -239,12 +252,13 @@ class _Flow:
         self.begin("sign out")
         table = self.d.find_element(By.CSS_SELECTOR, "table#accounts")
         self.d.find_element(By.CSS_SELECTOR, "form#logout button[type=submit]").click()
-        self.wait.until(EC.staleness_of(table), "the table never went away after signing out")
+        self.until(EC.staleness_of(table), "the table never went away after signing out")
         self.login_form()
         self.assert_path("/accounts_page")
         self.assert_no_table()
-        self.wait.until(lambda d: d.get_cookie(COOKIE_NAME) is None,
-                        "the session cookie is still there after signing out")
+        self.until(lambda d: d.get_cookie(COOKIE_NAME) is None,
+                   lambda: "the session cookie is still there after signing out: %r"
+                   % self.d.get_cookie(COOKIE_NAME))
         assert not self.cdp_cookies(), "DevTools still lists the cookie: %r" % self.cdp_cookies()
         self.assert_no_script_ran()
         self.screenshot("03-after-logout.png")
@@ -252,7 +266,7 @@ class _Flow:
         self.begin("reload after signing out")
         form = self.d.find_element(By.CSS_SELECTOR, "form#login")
         self.d.refresh()
-        self.wait.until(EC.staleness_of(form), "the page was not reloaded")
+        self.until(EC.staleness_of(form), "the page was not reloaded")
         self.login_form()
         self.assert_no_table()
 
@@ -264,8 +278,8 @@ class _Flow:
         """Waits for form#login and checks what the browser will post: returns the form."""
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as EC
-        form = self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "form#login")),
-                               "no form#login at %s" % self.d.current_url)
+        form = self.until(EC.presence_of_element_located((By.CSS_SELECTOR, "form#login")),
+                          "no form#login")
         self.wait_loaded()
         assert form.get_dom_attribute("action") == "/login", form.get_dom_attribute("action")
         assert (form.get_dom_attribute("method") or "").lower() == "post", \
@@ -325,12 +339,12 @@ class _Flow:
             assert "username" in table["heads"], "no username column: %r" % table["heads"]
             col = table["heads"].index("username")
             for row in table["rows"]:
-                assert len(row) == len(table["heads"]), "row %r vs header %r" % (row, table["heads"])
+                assert len(row) == len(table["heads"]), "row %r, header %r" % (row, table["heads"])
                 text, children = row[col]
                 if text in wanted:
                     assert children == 0, "username %r was rendered as markup" % text
                     found.add(text)
-                for cell_text, cell_children in row:
+                for _, cell_children in row:
                     assert cell_children == 0, "markup in a cell on page %d: %r" % (page, row)
             if found == wanted:
                 return page
@@ -340,10 +354,10 @@ class _Flow:
             assert page < max_pages, "still a next page after %d pages" % max_pages
             old = self.d.find_element(By.CSS_SELECTOR, "table#accounts")
             links[0].click()
-            self.wait.until(EC.staleness_of(old), "page %d never went away" % page)
+            self.until(EC.staleness_of(old), "page %d never went away" % page)
             page += 1
-            self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table#accounts")),
-                            "no table#accounts on page %d" % page)
+            self.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table#accounts")),
+                       "no table#accounts on page %d" % page)
             self.wait_loaded()
             self.assert_path("/accounts_page")
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.d.current_url).query)
@@ -355,12 +369,14 @@ class _Flow:
 
     def wait_loaded(self):
         # The load event waits for images too, so an onerror handler would have run by then.
-        self.wait.until(lambda d: d.execute_script("return document.readyState") == "complete",
-                        "the page never finished loading")
+        self.until(lambda d: d.execute_script("return document.readyState") == "complete",
+                   "the page never finished loading")
 
     def assert_no_script_ran(self):
         m = self.d.execute_script(_MARKERS_JS)
-        assert m["pwned"] is None, "an injected script ran: window.__pwned = %r" % m["pwned"]
+        payload = {"__pwned": "the <script> username", "__pwned2": "the onerror username"}
+        assert not m["ran"], "injected script ran: " + ", ".join(
+            "window.%s set by %s" % (k, payload[k]) for k in m["ran"])
         assert m["title"] == PAGE_TITLE, "the title is %r, not %r" % (m["title"], PAGE_TITLE)
 
     def assert_path(self, path):
