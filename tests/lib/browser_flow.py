@@ -116,8 +116,10 @@ def run_accounts_flow(base_url, email, password, usernames, screenshot_dir, time
     name in `usernames`, the cookie's attributes, that no injected script ran, then signs out
     (see the module's docstring for every step). Screenshots 01-login-form.png,
     02-accounts-table.png (page 1), 02-accounts-table-page<N>.png (the last page read, when
-    the names span several), 03-after-logout.png go to screenshot_dir (made if missing); on a
-    failure also failure.png and failure.html. Returns a FlowReport; raises AssertionError."""
+    the names span several), 03-after-logout.png go to screenshot_dir (made if missing), with
+    chromedriver.log (chromedriver's own log, for a browser that would not start or crashed);
+    on a failure also failure.png and failure.html. Returns a FlowReport; raises
+    AssertionError (or WebDriverException for a browser that failed, as the module says)."""
     reason = missing_browser()
     if reason:
         raise AssertionError("cannot run the browser: " + reason)
@@ -126,8 +128,14 @@ def run_accounts_flow(base_url, email, password, usernames, screenshot_dir, time
     started = time.monotonic()
     profile = tempfile.mkdtemp(prefix="browser-flow-profile-")
     driver = None
+    log = os.path.join(screenshot_dir, "chromedriver.log")
     try:
-        driver = _start_chromium(profile, timeout)
+        try:
+            driver = _start_chromium(profile, timeout, log)
+        except BaseException as e:
+            if hasattr(e, "add_note"):
+                e.add_note("browser flow step: start Chromium; see " + log)
+            raise
         flow = _Flow(driver, base, screenshot_dir, timeout)
         flow.steps["start"] = time.monotonic() - started
         try:
@@ -141,7 +149,7 @@ def run_accounts_flow(base_url, email, password, usernames, screenshot_dir, time
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _start_chromium(profile, timeout):
+def _start_chromium(profile, timeout, log):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.remote.remote_connection import RemoteConnection
@@ -168,7 +176,8 @@ def _start_chromium(profile, timeout):
     previous = RemoteConnection.get_timeout()
     RemoteConnection.set_timeout(2 * timeout + 10)
     try:
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER, log_path=log),
+                                  options=options)
     finally:
         if previous is None:
             RemoteConnection.reset_timeout()
