@@ -25,7 +25,7 @@ import threading
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# tests/lib: helpers shared with tests/e2e (tokens.py).
+# tests/lib: helpers shared with tests/e2e (tokens.py, browser_flow.py).
 for _path in (HERE, os.path.join(os.path.dirname(HERE), "lib")):
     if _path not in sys.path:
         sys.path.insert(0, _path)

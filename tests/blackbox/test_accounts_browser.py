@@ -15,16 +15,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
+import browser_flow  # tests/lib, on sys.path through conftest.py
 from bbenv import BUILD_DIR, REPO, TF
 from promtext import sample, samples
 from rawhttp import get
-
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-import browser_flow  # noqa: E402
 
 POPULATE = os.path.join(REPO, "scripts", "populate-accounts")
 PAGE_SIZE = 5
