@@ -118,7 +118,8 @@ def run_accounts_flow(base_url, email, password, usernames, screenshot_dir, time
     02-accounts-table.png (page 1), 02-accounts-table-page<N>.png (the last page read, when
     the names span several), 03-after-logout.png go to screenshot_dir (made if missing), with
     chromedriver.log (chromedriver's own log, for a browser that would not start or crashed);
-    on a failure also failure.png and failure.html. Returns a FlowReport; raises
+    on a failure also failure.png and failure.html. `timeout` bounds each wait (seconds);
+    `max_pages` bounds the rel=next links followed. Returns a FlowReport; raises
     AssertionError (or WebDriverException for a browser that failed, as the module says)."""
     reason = missing_browser()
     if reason:
@@ -132,7 +133,7 @@ def run_accounts_flow(base_url, email, password, usernames, screenshot_dir, time
     try:
         try:
             driver = _start_chromium(profile, timeout, log)
-        except BaseException as e:
+        except Exception as e:
             if hasattr(e, "add_note"):
                 e.add_note("browser flow step: start Chromium; see " + log)
             raise
@@ -140,7 +141,7 @@ def run_accounts_flow(base_url, email, password, usernames, screenshot_dir, time
         flow.steps["start"] = time.monotonic() - started
         try:
             return flow.run(email, password, list(usernames), max_pages, started)
-        except BaseException as e:
+        except Exception as e:  # not the test's time limit (a BaseException): quit at once
             flow.save_failure(e)
             raise
     finally:
