@@ -4,9 +4,12 @@
 
 Makes this node a single-node swarm if it is not in one yet (and leaves it again at the end),
 builds the images under test tags, deploys the stack with nginx on port 18080 (so it can run
-beside the compose e2e on port 80; the PostgreSQL password a Swarm secret from a temporary
-SECRETS_DIR), waits for 4/4 healthy hello replicas and for visits counting through nginx, then:
+beside the compose e2e on port 80; the PostgreSQL passwords and accounts' Ed25519 signing key
+Swarm secrets from a temporary SECRETS_DIR), waits for 4/4 healthy hello replicas, for visits
+counting through nginx and for 2 healthy accounts tasks, then:
 
+  0. signs up and logs in through nginx and gets /api/baz with the token (200) and without it,
+     or with a forged one (401), with logins in parallel on the argon2id pool meanwhile;
   1. rolls hello to a new image under constant keep-alive load through nginx and counts every
      answer: no non-2xx, no failed request, every task on the new spec, and for every old
      replica nginx stopped sending before its listener closed;
@@ -27,6 +30,7 @@ Swarm's routing mesh needs, else host), SWARM_LOAD_CONNECTIONS (default 8), E2E_
 The tests share one stack and run in file order.
 """
 
+import base64
 import collections
 import contextlib
 import http.client
@@ -37,6 +41,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -50,12 +55,15 @@ HTTP_PORT = int(os.environ.get("SWARM_HTTP_PORT") or "18080")
 UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
 LOAD_CONNECTIONS = int(os.environ.get("SWARM_LOAD_CONNECTIONS") or "8")
 TAG_OLD, TAG_NEW = "e2e-swarm-a", "e2e-swarm-b"
-IMAGE_TARGETS = ("hello", "sidecar", "nginx", "visits", "redis", "postgres")
-# The PostgreSQL password (a Swarm secret read from SECRETS_DIR/postgres_password).
+IMAGE_TARGETS = ("hello", "sidecar", "nginx", "visits", "accounts", "redis", "postgres")
+# The Swarm secrets the stack reads from SECRETS_DIR: postgres_password, accounts_db_password
+# and accounts-keys/k1.pem.
 SECRETS_DIR = tempfile.mkdtemp(prefix="swarm-e2e-secrets-")
 REPLICAS = 4
+ACCOUNTS_REPLICAS = 2
 HELLO = STACK + "_hello"
 NGINX = STACK + "_nginx"
+ACCOUNTS = STACK + "_accounts"
 # Every path answers 2xx through nginx while a replica drains: /health and /status answer 503
 # there, which nginx retries on another replica (proxy_next_upstream skips the tried ones).
 LOAD_PATHS = ("/", "/swarm", "/health", "/status")
@@ -88,6 +96,33 @@ def get(path, timeout=5):
         return r.status, dict(r.getheaders()), r.read()
     finally:
         conn.close()
+
+
+def post_json(path, body, timeout=10):
+    """One POST of a JSON body through nginx on a fresh connection: (status, headers, body)."""
+    conn = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=timeout)
+    try:
+        conn.request("POST", path, body=json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def get_with(path, headers, timeout=5):
+    """One GET through nginx with these request headers: (status, headers, body)."""
+    conn = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def base64_url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def served_by(n):
@@ -150,6 +185,29 @@ def healthy_replicas():
     if any(container_health(task_container(t))[0] != "healthy" for t in ts):
         return None
     return {t["ID"] for t in ts}
+
+
+def healthy_accounts():
+    """The accounts tasks, when all ACCOUNTS_REPLICAS run with a healthy container."""
+    ts = [t for t in tasks(ACCOUNTS) if t["Status"]["State"] == "running"]
+    if len(ts) != ACCOUNTS_REPLICAS:
+        return None
+    if any(container_health(task_container(t))[0] != "healthy" for t in ts):
+        return None
+    return ts
+
+
+def peak_memory(cid):
+    """The container's peak memory use in bytes (cgroup v1's max_usage, v2's memory.peak where
+    the kernel has it), or None where this host does not expose it."""
+    for path in ("/sys/fs/cgroup/memory/docker/%s/memory.max_usage_in_bytes" % cid,
+                 "/sys/fs/cgroup/system.slice/docker-%s.scope/memory.peak" % cid):
+        try:
+            with open(path) as f:
+                return int(f.read())
+        except OSError:
+            continue
+    return None
 
 
 def nginx_container():
@@ -285,10 +343,17 @@ def publish_mode():
 def stack_env():
     env = dict(os.environ)
     mode = publish_mode()
-    pw = os.path.join(SECRETS_DIR, "postgres_password")
-    if not os.path.exists(pw):
-        with open(os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
+    # Random passwords, and accounts' first signing key as an operator makes one (Swarm reads
+    # the files itself when it creates the secrets: their owner does not matter here).
+    for name in ("postgres_password", "accounts_db_password"):
+        pw = os.path.join(SECRETS_DIR, name)
+        if not os.path.exists(pw):
+            with open(os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+    key = os.path.join(SECRETS_DIR, "accounts-keys", "k1.pem")
+    if not os.path.exists(key):
+        os.makedirs(os.path.dirname(key), mode=0o700, exist_ok=True)
+        run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], timeout=30)
     env.update(HTTP_PORT=str(HTTP_PORT), STACK_TAG=TAG_OLD, HELLO_CHAOS="on",
                SECRETS_DIR=SECRETS_DIR, VISITS_RESET="on", HTTP_PUBLISH_MODE=mode,
                NGINX_UPDATE_ORDER="start-first" if mode == "ingress" else "stop-first")
@@ -334,8 +399,11 @@ def stack(swarm, images, capsys_module):
                  lambda: len(served_by(4 * REPLICAS)) == REPLICAS, timeout=60, interval=0.5)
         wait_for("visits to count through nginx", lambda: get("/visits", timeout=2)[0] == 200,
                  timeout=120, interval=0.5)
-        say(capsys_module, "deployed, %d/%d hello healthy, nginx answering, visits counting: "
-            "%.1f s", REPLICAS, REPLICAS, time.monotonic() - t0)
+        wait_for("%d healthy accounts tasks" % ACCOUNTS_REPLICAS, healthy_accounts, timeout=60,
+                 interval=0.5)
+        say(capsys_module, "deployed, %d/%d hello healthy, nginx answering, visits counting, "
+            "%d/%d accounts healthy: %.1f s", REPLICAS, REPLICAS, ACCOUNTS_REPLICAS,
+            ACCOUNTS_REPLICAS, time.monotonic() - t0)
         yield
     finally:
         # Shown by pytest when something failed.
@@ -379,25 +447,45 @@ def test_deployed_as_specified(stack, capsys):
     say(capsys, "sidecar task as running: read-only root, CapEff=%s, uid 65532, backend only",
         sidecar_status["CapEff"].strip())
 
-    # visits, redis and postgres: hardened the same way, on the internal network only; the
-    # password a Swarm secret (a file), never in the environment.
-    for service in ("visits", "redis", "postgres"):
+    # visits, accounts, redis and postgres: hardened the same way, on the internal network
+    # only; passwords and keys Swarm secrets (files), never in the environment.
+    for service in ("visits", "accounts", "redis", "postgres"):
         st = check_hardened_task(STACK + "_" + service, {STACK + "_backend"})
         say(capsys, "%s task as running: read-only root, CapEff=%s, uid 65532, backend only",
             service, st["CapEff"].strip())
-    for service in ("visits", "postgres"):
+    for service, secrets in (("visits", ["postgres_password"]),
+                             ("postgres", ["postgres_password", "accounts_db_password"]),
+                             ("accounts", ["accounts_db_password",
+                                           "/run/secrets/accounts-keys/k1.pem"])):
         cs = inspect(STACK + "_" + service)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
-        assert [x["File"]["Name"] for x in cs["Secrets"]] == ["postgres_password"], cs["Secrets"]
+        files = [x["File"] for x in cs["Secrets"]]
+        assert [f["Name"] for f in files] == secrets, (service, cs["Secrets"])
+        assert all((f["UID"], f["GID"], f["Mode"]) == ("65532", "65532", 0o400) for f in files), \
+            (service, files)
         assert not [e for e in cs.get("Env", []) if "PASSWORD=" in e], cs["Env"]
+    aspec = inspect(ACCOUNTS)[0]["Spec"]
+    acs = aspec["TaskTemplate"]["ContainerSpec"]
+    aenv = dict(e.split("=", 1) for e in acs["Env"])
+    assert aspec["UpdateConfig"]["Order"] == "start-first", aspec["UpdateConfig"]
+    assert aspec["EndpointSpec"]["Mode"] == "dnsrr", aspec["EndpointSpec"]
+    assert acs["StopGracePeriod"] / 1e9 > float(aenv["ACCOUNTS_DRAIN_TIMEOUT"].rstrip("s"))
+    assert aenv["ACCOUNTS_TRUST_REAL_IP"] == "on" and aenv["ACCOUNTS_SIGNING_KEY"] == "k1", aenv
+    # Each key is a file of its own inside the keys directory, readable by accounts alone.
+    acc = inspect(task_container(tasks(ACCOUNTS)[0]))[0]
+    key = [m for m in acc["Mounts"] if m["Destination"] == "/run/secrets/accounts-keys/k1.pem"]
+    assert len(key) == 1 and key[0]["RW"] is False, acc["Mounts"]
+    say(capsys, "accounts' key k1 mounted read-only at %s (uid/gid 65532, mode 0400)",
+        key[0]["Destination"])
 
     # Only nginx publishes a port.
-    for service in (HELLO, STACK + "_sidecar", STACK + "_visits", STACK + "_redis",
+    for service in (HELLO, STACK + "_sidecar", STACK + "_visits", ACCOUNTS, STACK + "_redis",
                     STACK + "_postgres"):
         assert not (inspect(service)[0]["Endpoint"].get("Ports") or []), service
     ncs = inspect(NGINX)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert ncs["ReadOnly"] is True and ncs["CapabilityDrop"] == ["ALL"], ncs
     assert ncs.get("StopSignal") == "SIGQUIT", ncs
-    assert {"NGINX_UPSTREAM_HOST=tasks.hello"} <= set(ncs["Env"]), ncs["Env"]
+    assert {"NGINX_UPSTREAM_HOST=tasks.hello", "NGINX_ACCOUNTS_HOST=tasks.accounts",
+            "NGINX_API_AUTH=jwt"} <= set(ncs["Env"]), ncs["Env"]
     ports = inspect(NGINX)[0]["Endpoint"]["Ports"]
     assert [(p["TargetPort"], p["PublishedPort"]) for p in ports] == [(80, HTTP_PORT)], ports
     # nginx's container starts as root to hand its tmpfs mounts to 65532, then its entry point
@@ -441,6 +529,79 @@ def check_hardened_task(service, networks):
     assert status["Uid"].split()[1] == "65532", (service, status["Uid"])
     assert int(status["CapEff"], 16) == 0, (service, status["CapEff"])
     return status
+
+
+# ------------------------------------------------------------------ 0. accounts
+
+LOGIN_BURST = 8  # parallel logins: twice libuv's 4 pool threads, each hash holding 19 MiB
+
+
+def test_signup_login_and_api_behind_a_token(stack, capsys):
+    """Through nginx only: POST /account, POST /login for a token, /api/baz with it (200, as
+    hello's /baz) and without it or with a forged one (401, never reaching hello). Needs the
+    nginx routes to accounts and POSTGRES_APPS in the postgres image."""
+    user = {"username": "swarm-ada", "email": "swarm-ada@example.com",
+            "password": "correct horse battery"}
+    t0 = time.monotonic()
+    tries, first = [0], []
+
+    def signed_up():
+        # accounts may still be connecting to PostgreSQL (503 + Retry-After). The stack is new
+        # (its volume goes with it): a 409 means one of our earlier tries got through without
+        # its answer reaching us.
+        tries[0] += 1
+        status, _, body = post_json("/account", user)
+        first.append(status)
+        return (status == 201 or (status == 409 and tries[0] > len(first))) and body
+
+    body = json.loads(wait_for("a sign-up through nginx", signed_up, timeout=60, interval=1))
+    if "id" in body:
+        assert (body["username"], body["email"]) == (user["username"], user["email"]), body
+        assert "password" not in body and "password_hash" not in body, body
+    t_signup = time.monotonic() - t0
+
+    status, headers, body = post_json("/login", {"email": user["email"],
+                                                 "password": user["password"]})
+    assert status == 200, (status, body)
+    login = json.loads(body)
+    assert login["token_type"] == "Bearer" and login["expires_in"] > 0, login
+    token = login["access_token"]
+    header = json.loads(base64_url(token.split(".")[0]))
+    assert header == {"alg": "EdDSA", "typ": "JWT", "kid": "k1"}, header
+
+    status, _, body = get_with("/api/baz", {"Authorization": "Bearer " + token})
+    assert (status, json.loads(body)) == (200, {"msg": "Hello, Baz!"}), (status, body)
+    status, headers, body = get("/api/baz")
+    assert status == 401, (status, body)
+    assert b"Hello" not in body, body
+    # The same token with one signature byte changed: refused by every replica's /auth.
+    head, claims, sig = token.split(".")
+    forged = ".".join((head, claims, ("A" if sig[0] != "A" else "B") + sig[1:]))
+    status, _, body = get_with("/api/baz", {"Authorization": "Bearer " + forged})
+    assert status == 401, (status, body)
+    # Both replicas hold k1: the token passes whichever one nginx asks (8 tries over 2).
+    for _ in range(8):
+        status, _, body = get_with("/api/baz", {"Authorization": "Bearer " + token})
+        assert status == 200, (status, body)
+
+    # A burst of logins (argon2id on each replica's pool), then the replicas' peak memory
+    # against the stack's limit.
+    def one_login(_):
+        return post_json("/login", {"email": user["email"], "password": user["password"]},
+                         timeout=30)[0]
+
+    t1 = time.monotonic()
+    with ThreadPoolExecutor(LOGIN_BURST) as pool:
+        statuses = list(pool.map(one_login, range(4 * LOGIN_BURST)))
+    burst = time.monotonic() - t1
+    assert statuses == [200] * len(statuses), collections.Counter(statuses)
+    limit = inspect(ACCOUNTS)[0]["Spec"]["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"]
+    peaks = [peak_memory(task_container(t)) for t in tasks(ACCOUNTS)]
+    say(capsys, "accounts through nginx: sign-up answered after %.1f s (%s), login, /api/baz "
+        "200 with the token, 401 without and forged; %d logins, %d at a time, in %.1f s, all "
+        "200; peak memory per task %s MiB of the %d MiB limit", t_signup,
+        " ".join(map(str, first)), len(statuses), LOGIN_BURST, burst,
+        ["%.1f" % (p / 2**20) if p else "n/a" for p in peaks], limit >> 20)
 
 
 # ------------------------------------------------------------------ 1. rolling update
