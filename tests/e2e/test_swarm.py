@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -470,12 +471,20 @@ def test_deployed_as_specified(stack, capsys):
     assert aspec["EndpointSpec"]["Mode"] == "dnsrr", aspec["EndpointSpec"]
     assert acs["StopGracePeriod"] / 1e9 > float(aenv["ACCOUNTS_DRAIN_TIMEOUT"].rstrip("s"))
     assert aenv["ACCOUNTS_TRUST_REAL_IP"] == "on" and aenv["ACCOUNTS_SIGNING_KEY"] == "k1", aenv
-    # Each key is a file of its own inside the keys directory, readable by accounts alone.
-    acc = inspect(task_container(tasks(ACCOUNTS)[0]))[0]
-    key = [m for m in acc["Mounts"] if m["Destination"] == "/run/secrets/accounts-keys/k1.pem"]
-    assert len(key) == 1 and key[0]["RW"] is False, acc["Mounts"]
-    say(capsys, "accounts' key k1 mounted read-only at %s (uid/gid 65532, mode 0400)",
-        key[0]["Destination"])
+    # Each key is a file of its own inside the keys directory, readable by accounts alone, on a
+    # read-only mount: as the running task sees it (its mount table and its root, from here).
+    pid = inspect(task_container(tasks(ACCOUNTS)[0]))[0]["State"]["Pid"]
+    key_path = "/run/secrets/accounts-keys/k1.pem"
+    with open("/proc/%d/mountinfo" % pid) as f:
+        mounts = [line.split() for line in f]
+    key = [m for m in mounts if m[4] == key_path]  # mount point, then its options
+    assert len(key) == 1 and "ro" in key[0][5].split(","), key
+    st = os.stat("/proc/%d/root%s" % (pid, key_path))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65532, 65532, 0o400), st
+    keys_dir = os.stat("/proc/%d/root/run/secrets/accounts-keys" % pid)
+    say(capsys, "accounts' key k1 as running: %s, a read-only mount, uid/gid %d/%d, mode %o; "
+        "its directory uid %d, mode %o", key_path, st.st_uid, st.st_gid,
+        stat.S_IMODE(st.st_mode), keys_dir.st_uid, stat.S_IMODE(keys_dir.st_mode))
 
     # Only nginx publishes a port.
     for service in (HELLO, STACK + "_sidecar", STACK + "_visits", ACCOUNTS, STACK + "_redis",
