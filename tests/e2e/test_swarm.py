@@ -9,7 +9,10 @@ Swarm secrets from a temporary SECRETS_DIR), waits for 4/4 healthy hello replica
 counting through nginx and for 2 healthy accounts tasks, then:
 
   0. signs up and logs in through nginx and gets /api/baz with the token (200) and without it,
-     or with a forged one (401), with logins in parallel on the argon2id pool meanwhile;
+     or with a forged one (401), with logins in parallel on the argon2id pool meanwhile; then
+     rotates accounts' signing key in the three deploys docs/DEPLOYMENT.md gives (add k2, sign
+     with k2, drop k1) while a client keeps logging in and using every token it holds: no
+     token is refused before its key is dropped;
   1. rolls hello to a new image under constant keep-alive load through nginx and counts every
      answer: no non-2xx, no failed request, every task on the new spec, and for every old
      replica nginx stopped sending before its listener closed;
@@ -46,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
+import yaml
 
 from e2e_common import REPO, HeyLoad, Load, check_load, port_open, run, tail, wait_for
 
@@ -624,6 +628,149 @@ def test_signup_login_and_api_behind_a_token(stack, capsys):
         "200; peak memory per task %s MiB of the %d MiB limit", t_signup,
         " ".join(map(str, first)), len(statuses), LOGIN_BURST, burst,
         ["%.1f" % (p / 2**20) if p else "n/a" for p in peaks], limit >> 20)
+
+
+def login(email, password):
+    status, _, body = post_json("/login", {"email": email, "password": password}, timeout=30)
+    assert status == 200, (status, body)
+    token = json.loads(body)["access_token"]
+    return token, json.loads(base64_url(token.split(".")[0]))["kid"]
+
+
+def deploy_stack(files, **env):
+    """docker stack deploy of these stack files (merged in order) over the running stack."""
+    args = ["stack", "deploy", "--resolve-image", "never"]
+    for f in files:
+        args += ["-c", str(f)]
+    docker(*args, STACK, timeout=120, env={**stack_env(), **env})
+
+
+def wait_accounts_update(since):
+    """Until an update of accounts started after `since` (epoch seconds) has completed."""
+    def done():
+        st = inspect(ACCOUNTS)[0].get("UpdateStatus") or {}
+        if not st.get("StartedAt") or stamp(st["StartedAt"][:19] + "Z") < int(since) - 1:
+            return None
+        if st.get("State") in ("paused", "rollback_started", "rollback_completed"):
+            pytest.fail("accounts' update did not go through: %r" % st)
+        return st.get("State") == "completed" and st
+
+    return wait_for("accounts' update to complete", done, timeout=180, interval=0.5)
+
+
+class TokenUser(threading.Thread):
+    """A client that logs in every 0.3 s (below nginx's 5/s per address on /login) and right
+    away uses the new token and every earlier one on /api/baz, each on a new connection, so
+    every replica's /auth sees every token. Counts, per key, the tokens it got and the /api
+    answers that were not 200."""
+
+    def __init__(self, email, password, tokens):
+        super().__init__(daemon=True)
+        self.email, self.password = email, password
+        self.tokens = list(tokens)  # (token, kid), earlier logins first
+        self.retired = set()  # kids whose tokens the client no longer uses
+        self.stop = threading.Event()
+        self.logins = collections.Counter()
+        self.checks = 0
+        self.refused = []  # (kid, status)
+
+    def retire(self, kid):
+        """Stop using the tokens this key signed, as when they have expired: a refusal of one
+        still in flight is not counted."""
+        self.retired.add(kid)
+
+    def run(self):
+        while not self.stop.wait(0.3):
+            try:
+                self.tokens.append(login(self.email, self.password))
+                self.logins[self.tokens[-1][1]] += 1
+                live = [t for t in self.tokens if t[1] not in self.retired]
+                for token, kid in live[-8:] + live[:1]:
+                    status, _, _ = get_with("/api/baz", {"Authorization": "Bearer " + token})
+                    self.checks += 1
+                    if status != 200 and kid not in self.retired:
+                        self.refused.append((kid, status))
+            except AssertionError as e:
+                self.refused.append(("login", str(e)[:120]))
+            except OSError as e:
+                self.refused.append(("error", repr(e)))
+
+    def finish(self):
+        self.stop.set()
+        self.join(30)
+        return self
+
+
+def test_key_rotation_logs_nobody_out(stack, capsys):
+    """docs/DEPLOYMENT.md's rotation, as an operator runs it: (1) deploy with the new key k2
+    added (a second stack file), k1 still signing; (2) deploy with ACCOUNTS_SIGNING_KEY=k2;
+    (3) deploy a copy of stack.yml without k1. Each is a start-first rolling update of
+    accounts while a client keeps logging in and using every token it got: no token is
+    refused until its key is dropped; then k1's tokens are refused and k2's pass."""
+    email, password = "swarm-bob@example.com", "another correct horse"
+    status, _, body = post_json("/account", {"username": "swarm-bob", "email": email,
+                                             "password": password})
+    assert status == 201, (status, body)
+    first = login(email, password)
+    assert first[1] == "k1", first
+
+    key2 = os.path.join(SECRETS_DIR, "accounts-keys", "k2.pem")
+    run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key2], timeout=30)
+    with_k2 = os.path.join(SECRETS_DIR, "accounts-key-k2.yml")
+    with open(with_k2, "w") as f:
+        yaml.safe_dump({"version": "3.9", "services": {"accounts": {"secrets": [{
+            "source": "accounts_key_k2", "target": "/run/secrets/accounts-keys/k2.pem",
+            "uid": "65532", "gid": "65532", "mode": 0o400}]}},
+            "secrets": {"accounts_key_k2": {"file": key2}}}, f)
+    # Step 3's stack file: the operator's copy of stack.yml with k1 taken out.
+    without_k1 = os.path.join(SECRETS_DIR, "stack-without-k1.yml")
+    with open(STACK_FILE) as f:
+        spec = yaml.safe_load(f)
+    acc = spec["services"]["accounts"]
+    acc["secrets"] = [x for x in acc["secrets"] if x["source"] != "accounts_key_k1"]
+    del spec["secrets"]["accounts_key_k1"]
+    with open(without_k1, "w") as f:
+        yaml.safe_dump(spec, f)
+
+    steps = (("add k2", [STACK_FILE, with_k2], "k1"),
+             ("sign with k2", [STACK_FILE, with_k2], "k2"),
+             ("drop k1", [without_k1, with_k2], "k2"))
+    user = TokenUser(email, password, [first])
+    user.start()
+    try:
+        for name, files, signing in steps:
+            t0 = time.time()
+            logins_before, refused_before = sum(user.logins.values()), len(user.refused)
+            if name == "drop k1":
+                # In production this deploy comes once k1's last token has expired (15 min
+                # after step 2); here the client stops using them instead.
+                user.retire("k1")
+            deploy_stack(files, ACCOUNTS_SIGNING_KEY=signing)
+            st = wait_accounts_update(t0)
+            say(capsys, "key rotation, %s: accounts updated in %.1f s (%s .. %s); meanwhile %d "
+                "logins, refused %s", name, time.time() - t0, st.get("StartedAt"),
+                st.get("CompletedAt"), sum(user.logins.values()) - logins_before,
+                user.refused[refused_before:] or "none")
+            time.sleep(2)  # a few more rounds on the new spec alone
+    finally:
+        user.finish()
+    say(capsys, "key rotation: %d logins (per signing key %s), %d token checks through nginx, "
+        "refused %s", sum(user.logins.values()), dict(user.logins), user.checks,
+        user.refused or "none")
+    assert not user.refused, user.refused
+    assert user.logins["k1"] > 0 and user.logins["k2"] > 0, user.logins
+
+    # The end state: k2 alone signs and verifies, k1's tokens are refused.
+    token, kid = login(email, password)
+    assert kid == "k2", kid
+    assert get_with("/api/baz", {"Authorization": "Bearer " + token})[0] == 200
+    assert get_with("/api/baz", {"Authorization": "Bearer " + first[0]})[0] == 401
+    status, _, body = get("/.well-known/jwks.json")
+    assert status == 200 and [k["kid"] for k in json.loads(body)["keys"]] == ["k2"], body
+    # `docker stack deploy` leaves the secret no service uses any more (docs/DEPLOYMENT.md:
+    # remove it by hand); `docker stack rm` takes it with the stack.
+    names = docker("secret", "ls", "--format", "{{.Name}}", timeout=30).stdout.split()
+    assert STACK + "_accounts_key_k1" in names, names
 
 
 # ------------------------------------------------------------------ 1. rolling update
