@@ -200,6 +200,44 @@ for want in "livenessProbe missing or on /health" "VISITS_DATABASE_PASSWORD in t
   grep -q "$want" "$out/neg.log" ||
     die "check_rendered.py did not say '$want': $(cat "$out/neg.log")"
 done
+# accounts: values the chart must refuse, and renders check_rendered.py must refuse.
+neg_accounts_values=(
+  "accounts.signingKey=k9|accounts.signingKey \"k9\" is not in accounts.keys.kids"
+  "accounts.enabled=false|nginx.apiAuth jwt asks accounts' /auth"
+  "monitoring.serviceMonitor.enabled=true|monitoring.prometheusPeer: who Prometheus is"
+  "accounts.terminationGracePeriodSeconds=10|accounts.terminationGracePeriodSeconds (10) must exceed"
+)
+for neg in "${neg_accounts_values[@]}"; do
+  if "$helm" template hello "$chart" --kube-version "$oldest" --set "${neg%%|*}" \
+    >/dev/null 2>"$out/neg.log"; then
+    die "helm template accepted --set ${neg%%|*}"
+  fi
+  grep -qF "${neg#*|}" "$out/neg.log" ||
+    die "helm template --set ${neg%%|*} failed for another reason: $(cat "$out/neg.log")"
+done
+"$py" - "${rendered[0]}" "$out/neg-accounts.yaml" <<'EOF' || die "could not write the broken accounts render"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+def component(d, name):
+    return d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name
+dep = next(d for d in docs if d["kind"] == "Deployment" and component(d, "accounts"))
+c = dep["spec"]["template"]["spec"]["containers"][0]
+c["readinessProbe"]["httpGet"]["path"] = "/health"     # a PostgreSQL outage takes /auth away
+c["env"] = [e for e in c["env"] if e["name"] != "ACCOUNTS_SIGNING_KEY"] + [
+    {"name": "ACCOUNTS_SIGNING_KEY", "value": "k7"}]   # a key no Secret provides
+pol = next(d for d in docs if d["kind"] == "NetworkPolicy" and component(d, "accounts"))
+pol["spec"]["policyTypes"] = ["Ingress"]               # egress anywhere
+docs = [d for d in docs if not (d["kind"] == "Service" and component(d, "accounts"))]
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+EOF
+if "$py" deploy/helm/check_rendered.py "$out/neg-accounts.yaml" >"$out/neg.log" 2>&1; then
+  die "check_rendered.py accepted accounts ready on /health, a key from no Secret, open egress"
+fi
+for want in "readinessProbe missing or on /health" "the signing key k7.pem is not a file from a Secret" \
+  "accounts' egress is not restricted" "NGINX_API_AUTH jwt without an accounts Service"; do
+  grep -qF "$want" "$out/neg.log" ||
+    die "check_rendered.py did not say '$want': $(cat "$out/neg.log")"
+done
 "$py" - "${rendered[@]}" "$out/neg-crd.yaml" <<'EOF' || die "could not write the broken PrometheusRule"
 import sys, yaml
 docs = [d for f in sys.argv[1:-1] for d in yaml.safe_load_all(open(f)) if d]
@@ -211,6 +249,7 @@ if "$py" deploy/helm/check_crds.py "$out/neg-crd.yaml" >/dev/null 2>&1; then
   die "check_crds.py accepted a PrometheusRule with an unknown field"
 fi
 step "negative checks ok: a short grace period, an unknown field (Deployment, PrometheusRule), lost hardening, visits' liveness on /health and an inline password are refused"
+step "negative checks ok: accounts' bad values (a signing key not listed, jwt without accounts, a ServiceMonitor without prometheusPeer, a short grace period) and renders (ready on /health, a key from no Secret, open egress, jwt without its Service) are refused"
 
 "$venv/bin/hadolint" --no-color --config .hadolint.yaml Dockerfile.multi ||
   die "hadolint Dockerfile.multi (findings above)"

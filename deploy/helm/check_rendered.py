@@ -10,8 +10,13 @@ with maxUnavailable 0; hello is gated on /status, stops through a shell-free pre
 a grace period longer than preStop + drain delay + drain timeout; a PodDisruptionBudget
 covers hello. visits, when rendered: ready on /health but alive on /metrics (a store outage
 restarts nothing), a grace period longer than preStop + drain timeout, its PostgreSQL password
-a file from a Secret (never a value in the manifest), a PodDisruptionBudget. Prints one line
-per file; exits 1 with one line per problem.
+a file from a Secret (never a value in the manifest), a PodDisruptionBudget. accounts, when
+rendered: ready and alive on anything but /health (a PostgreSQL outage must not take /auth
+away), a grace period longer than preStop + drain timeout, its database password and its
+signing key files from Secrets, a PodDisruptionBudget, and, with NetworkPolicies on, one that
+admits only named peers and restricts egress; nginx pointed at its Service and, with
+NGINX_API_AUTH jwt, never without it. Prints one line per file; exits 1 with one line per
+problem.
 """
 
 import re
@@ -21,6 +26,11 @@ import yaml
 
 HELLO_DEFAULTS = {"HELLO_DRAIN_DELAY": "0s", "HELLO_DRAIN_TIMEOUT": "8s"}  # hello --help
 VISITS_DEFAULTS = {"VISITS_DRAIN_TIMEOUT": "8s"}  # visits --help
+ACCOUNTS_DEFAULTS = {  # accounts --help
+    "ACCOUNTS_DRAIN_TIMEOUT": "8s",
+    "ACCOUNTS_KEYS_DIR": "/run/secrets/accounts-keys",
+}
+NGINX_DEFAULTS = {"NGINX_API_AUTH": "jwt", "NGINX_ACCOUNTS_HOST": "accounts"}  # nginx/entrypoint.sh
 SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "dash"}
 
 
@@ -147,6 +157,120 @@ def check_visits(where, dep, docs, problems):
         problems.append(f"no PodDisruptionBudget selects {dep['metadata']['name']}'s pods")
 
 
+def secret_file(path, container, spec):
+    """The Secret a file path inside the container comes from (its projected or secret
+    volume, mounted above it), or None: a password or key there is never in the manifest."""
+    if not path:
+        return None
+    mounts = [m for m in container.get("volumeMounts") or []
+              if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        return None
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))  # the innermost mount wins
+    inside = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    volume = next((v for v in spec.get("volumes") or [] if v["name"] == mount["name"]), {})
+    if "secret" in volume:
+        sources = [{"secret": {"name": volume["secret"].get("secretName"),
+                               "items": volume["secret"].get("items")}}]
+    else:
+        sources = (volume.get("projected") or {}).get("sources") or []
+    for src in sources:
+        sec = src.get("secret") or {}
+        items = sec.get("items")
+        if sec.get("name") and (items is None or any(i["path"] == inside for i in items)):
+            return sec["name"]
+    return None
+
+
+def check_accounts(where, dep, docs, problems):
+    spec = dep["spec"]["template"]["spec"]
+    acc = next((c for c in spec["containers"] if c["name"] == "accounts"), None)
+    if acc is None:
+        problems.append(f"{where}: no container named accounts")
+        return
+    for probe in ("readinessProbe", "livenessProbe"):
+        path = ((acc.get(probe) or {}).get("httpGet") or {}).get("path")
+        if not acc.get(probe) or path == "/health":
+            problems.append(f"{where}: {probe} missing or on /health (a PostgreSQL outage would "
+                            "take /auth, and so every /api request, away)")
+    pre_stop = ((acc.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+    if not pre_stop:
+        problems.append(f"{where}: accounts has no preStop sleep")
+    env = dict(ACCOUNTS_DEFAULTS)
+    env.update({e["name"]: e.get("value") for e in acc.get("env") or []})
+    try:
+        timeout = seconds(env["ACCOUNTS_DRAIN_TIMEOUT"])
+    except ValueError as e:
+        problems.append(f"{where}: {e}")
+        return
+    needed = (pre_stop or {}).get("seconds", 0) + timeout
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if not grace > needed:
+        problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not above preStop + "
+                        f"drain timeout = {needed}s")
+    for e in acc.get("env") or []:
+        if "PASSWORD" in e["name"] and not e["name"].endswith("_FILE"):
+            problems.append(f"{where}: {e['name']} in the environment (passwords come as files)")
+        if "PRIVATE KEY" in str(e.get("value", "")):
+            problems.append(f"{where}: {e['name']} holds a private key (keys come as files)")
+    if not secret_file(env.get("ACCOUNTS_DATABASE_PASSWORD_FILE"), acc, spec):
+        problems.append(f"{where}: ACCOUNTS_DATABASE_PASSWORD_FILE is not a file from a Secret")
+    kid = env.get("ACCOUNTS_SIGNING_KEY")
+    if not kid:
+        problems.append(f"{where}: no ACCOUNTS_SIGNING_KEY (accounts refuses to start)")
+    elif not secret_file(f"{env['ACCOUNTS_KEYS_DIR'].rstrip('/')}/{kid}.pem", acc, spec):
+        problems.append(f"{where}: the signing key {kid}.pem is not a file from a Secret in "
+                        "ACCOUNTS_KEYS_DIR")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    if not any(p.get("kind") == "PodDisruptionBudget" and selects(p["spec"].get("selector"), labels)
+               for p in docs):
+        problems.append(f"no PodDisruptionBudget selects {dep['metadata']['name']}'s pods")
+    policies = [p for p in docs if p.get("kind") == "NetworkPolicy"]
+    mine = [p for p in policies if selects(p["spec"].get("podSelector"), labels)]
+    if policies and not mine:
+        problems.append("no NetworkPolicy selects accounts")
+    for p in mine:
+        name = p["metadata"]["name"]
+        if "Egress" not in (p["spec"].get("policyTypes") or []):
+            problems.append(f"NetworkPolicy {name}: accounts' egress is not restricted")
+        for rule in p["spec"].get("ingress") or []:
+            if not rule.get("from"):
+                problems.append(f"NetworkPolicy {name}: an ingress rule admits every peer")
+        for rule in p["spec"].get("egress") or []:
+            if not rule.get("ports"):
+                problems.append(f"NetworkPolicy {name}: an egress rule allows every port")
+
+
+def check_nginx_accounts(nginx, docs, problems):
+    """nginx sends accounts' routes to accounts' Service, and with NGINX_API_AUTH jwt (its
+    default) asks accounts about every /api request: accounts must then be rendered."""
+    name = nginx["metadata"]["name"]
+    c = next((c for c in nginx["spec"]["template"]["spec"]["containers"] if c["name"] == "nginx"),
+             None)
+    if c is None:
+        problems.append(f"Deployment {name}: no container named nginx")
+        return
+    env = dict(NGINX_DEFAULTS)
+    env.update({e["name"]: e.get("value") for e in c.get("env") or []})
+    if env["NGINX_API_AUTH"] not in ("jwt", "off"):
+        problems.append(f"Deployment {name}: NGINX_API_AUTH {env['NGINX_API_AUTH']!r}")
+    services = {
+        d["metadata"]["name"]
+        for d in docs
+        if d.get("kind") == "Service"
+        and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "accounts"
+    }
+    if env["NGINX_API_AUTH"] == "jwt" and not services:
+        problems.append(f"Deployment {name}: NGINX_API_AUTH jwt without an accounts Service "
+                        "(every /api request would fail)")
+    if services and env["NGINX_ACCOUNTS_HOST"].split(".")[0] not in services:
+        problems.append(f"Deployment {name}: NGINX_ACCOUNTS_HOST {env['NGINX_ACCOUNTS_HOST']!r} "
+                        f"is not the accounts Service {sorted(services)}")
+    if services and ".svc." not in env["NGINX_ACCOUNTS_HOST"]:
+        problems.append(f"Deployment {name}: NGINX_ACCOUNTS_HOST {env['NGINX_ACCOUNTS_HOST']!r} "
+                        "is not a full name (nginx's resolver applies no search domains)")
+
+
 def selects(selector, labels):
     match = (selector or {}).get("matchLabels") or {}
     return bool(match) and all(labels.get(k) == v for k, v in match.items())
@@ -205,8 +329,13 @@ def check_file(path):
         if policies and not any(selects(n["spec"].get("podSelector"), labels) for n in policies):
             problems.append("no NetworkPolicy selects hello")
     for d in deployments:
-        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "visits":
+        component = d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        if component == "visits":
             check_visits(f"Deployment {d['metadata']['name']}", d, docs, problems)
+        elif component == "accounts":
+            check_accounts(f"Deployment {d['metadata']['name']}", d, docs, problems)
+        elif component == "nginx":
+            check_nginx_accounts(d, docs, problems)
     return docs, problems
 
 

@@ -4,9 +4,15 @@
 
 Makes this node a single-node swarm if it is not in one yet (and leaves it again at the end),
 builds the images under test tags, deploys the stack with nginx on port 18080 (so it can run
-beside the compose e2e on port 80; the PostgreSQL password a Swarm secret from a temporary
-SECRETS_DIR), waits for 4/4 healthy hello replicas and for visits counting through nginx, then:
+beside the compose e2e on port 80; the PostgreSQL passwords and accounts' Ed25519 signing key
+Swarm secrets from a temporary SECRETS_DIR), waits for 4/4 healthy hello replicas, for visits
+counting through nginx and for 2 healthy accounts tasks, then:
 
+  0. signs up and logs in through nginx and gets /api/baz with the token (200) and without it,
+     or with a forged one (401), with logins in parallel on the argon2id pool meanwhile; then
+     rotates accounts' signing key in the three deploys docs/DEPLOYMENT.md gives (add k2, sign
+     with k2, drop k1) while a client keeps logging in and using every token it holds: no
+     token is refused before its key is dropped;
   1. rolls hello to a new image under constant keep-alive load through nginx and counts every
      answer: no non-2xx, no failed request, every task on the new spec, and for every old
      replica nginx stopped sending before its listener closed;
@@ -27,6 +33,7 @@ Swarm's routing mesh needs, else host), SWARM_LOAD_CONNECTIONS (default 8), E2E_
 The tests share one stack and run in file order.
 """
 
+import base64
 import collections
 import contextlib
 import http.client
@@ -34,12 +41,15 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
+import yaml
 
 from e2e_common import REPO, HeyLoad, Load, check_load, port_open, run, tail, wait_for
 
@@ -50,12 +60,15 @@ HTTP_PORT = int(os.environ.get("SWARM_HTTP_PORT") or "18080")
 UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
 LOAD_CONNECTIONS = int(os.environ.get("SWARM_LOAD_CONNECTIONS") or "8")
 TAG_OLD, TAG_NEW = "e2e-swarm-a", "e2e-swarm-b"
-IMAGE_TARGETS = ("hello", "sidecar", "nginx", "visits", "redis", "postgres")
-# The PostgreSQL password (a Swarm secret read from SECRETS_DIR/postgres_password).
+IMAGE_TARGETS = ("hello", "sidecar", "nginx", "visits", "accounts", "redis", "postgres")
+# The Swarm secrets the stack reads from SECRETS_DIR: postgres_password, accounts_db_password
+# and accounts-keys/k1.pem.
 SECRETS_DIR = tempfile.mkdtemp(prefix="swarm-e2e-secrets-")
 REPLICAS = 4
+ACCOUNTS_REPLICAS = 2
 HELLO = STACK + "_hello"
 NGINX = STACK + "_nginx"
+ACCOUNTS = STACK + "_accounts"
 # Every path answers 2xx through nginx while a replica drains: /health and /status answer 503
 # there, which nginx retries on another replica (proxy_next_upstream skips the tried ones).
 LOAD_PATHS = ("/", "/swarm", "/health", "/status")
@@ -88,6 +101,33 @@ def get(path, timeout=5):
         return r.status, dict(r.getheaders()), r.read()
     finally:
         conn.close()
+
+
+def post_json(path, body, timeout=10):
+    """One POST of a JSON body through nginx on a fresh connection: (status, headers, body)."""
+    conn = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=timeout)
+    try:
+        conn.request("POST", path, body=json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def get_with(path, headers, timeout=5):
+    """One GET through nginx with these request headers: (status, headers, body)."""
+    conn = http.client.HTTPConnection(HOST, HTTP_PORT, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def base64_url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def served_by(n):
@@ -150,6 +190,29 @@ def healthy_replicas():
     if any(container_health(task_container(t))[0] != "healthy" for t in ts):
         return None
     return {t["ID"] for t in ts}
+
+
+def healthy_accounts():
+    """The accounts tasks, when all ACCOUNTS_REPLICAS run with a healthy container."""
+    ts = [t for t in tasks(ACCOUNTS) if t["Status"]["State"] == "running"]
+    if len(ts) != ACCOUNTS_REPLICAS:
+        return None
+    if any(container_health(task_container(t))[0] != "healthy" for t in ts):
+        return None
+    return ts
+
+
+def peak_memory(cid):
+    """The container's peak memory use in bytes (cgroup v1's max_usage, v2's memory.peak where
+    the kernel has it), or None where this host does not expose it."""
+    for path in ("/sys/fs/cgroup/memory/docker/%s/memory.max_usage_in_bytes" % cid,
+                 "/sys/fs/cgroup/system.slice/docker-%s.scope/memory.peak" % cid):
+        try:
+            with open(path) as f:
+                return int(f.read())
+        except OSError:
+            continue
+    return None
 
 
 def nginx_container():
@@ -285,10 +348,17 @@ def publish_mode():
 def stack_env():
     env = dict(os.environ)
     mode = publish_mode()
-    pw = os.path.join(SECRETS_DIR, "postgres_password")
-    if not os.path.exists(pw):
-        with open(os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
+    # Random passwords, and accounts' first signing key as an operator makes one (Swarm reads
+    # the files itself when it creates the secrets: their owner does not matter here).
+    for name in ("postgres_password", "accounts_db_password"):
+        pw = os.path.join(SECRETS_DIR, name)
+        if not os.path.exists(pw):
+            with open(os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+    key = os.path.join(SECRETS_DIR, "accounts-keys", "k1.pem")
+    if not os.path.exists(key):
+        os.makedirs(os.path.dirname(key), mode=0o700, exist_ok=True)
+        run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], timeout=30)
     env.update(HTTP_PORT=str(HTTP_PORT), STACK_TAG=TAG_OLD, HELLO_CHAOS="on",
                SECRETS_DIR=SECRETS_DIR, VISITS_RESET="on", HTTP_PUBLISH_MODE=mode,
                NGINX_UPDATE_ORDER="start-first" if mode == "ingress" else "stop-first")
@@ -334,8 +404,11 @@ def stack(swarm, images, capsys_module):
                  lambda: len(served_by(4 * REPLICAS)) == REPLICAS, timeout=60, interval=0.5)
         wait_for("visits to count through nginx", lambda: get("/visits", timeout=2)[0] == 200,
                  timeout=120, interval=0.5)
-        say(capsys_module, "deployed, %d/%d hello healthy, nginx answering, visits counting: "
-            "%.1f s", REPLICAS, REPLICAS, time.monotonic() - t0)
+        wait_for("%d healthy accounts tasks" % ACCOUNTS_REPLICAS, healthy_accounts, timeout=60,
+                 interval=0.5)
+        say(capsys_module, "deployed, %d/%d hello healthy, nginx answering, visits counting, "
+            "%d/%d accounts healthy: %.1f s", REPLICAS, REPLICAS, ACCOUNTS_REPLICAS,
+            ACCOUNTS_REPLICAS, time.monotonic() - t0)
         yield
     finally:
         # Shown by pytest when something failed.
@@ -379,25 +452,53 @@ def test_deployed_as_specified(stack, capsys):
     say(capsys, "sidecar task as running: read-only root, CapEff=%s, uid 65532, backend only",
         sidecar_status["CapEff"].strip())
 
-    # visits, redis and postgres: hardened the same way, on the internal network only; the
-    # password a Swarm secret (a file), never in the environment.
-    for service in ("visits", "redis", "postgres"):
+    # visits, accounts, redis and postgres: hardened the same way, on the internal network
+    # only; passwords and keys Swarm secrets (files), never in the environment.
+    for service in ("visits", "accounts", "redis", "postgres"):
         st = check_hardened_task(STACK + "_" + service, {STACK + "_backend"})
         say(capsys, "%s task as running: read-only root, CapEff=%s, uid 65532, backend only",
             service, st["CapEff"].strip())
-    for service in ("visits", "postgres"):
+    for service, secrets in (("visits", ["postgres_password"]),
+                             ("postgres", ["postgres_password", "accounts_db_password"]),
+                             ("accounts", ["accounts_db_password",
+                                           "/run/secrets/accounts-keys/k1.pem"])):
         cs = inspect(STACK + "_" + service)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
-        assert [x["File"]["Name"] for x in cs["Secrets"]] == ["postgres_password"], cs["Secrets"]
+        files = [x["File"] for x in cs["Secrets"]]
+        assert sorted(f["Name"] for f in files) == sorted(secrets), (service, cs["Secrets"])
+        assert all((f["UID"], f["GID"], f["Mode"]) == ("65532", "65532", 0o400) for f in files), \
+            (service, files)
         assert not [e for e in cs.get("Env", []) if "PASSWORD=" in e], cs["Env"]
+    aspec = inspect(ACCOUNTS)[0]["Spec"]
+    acs = aspec["TaskTemplate"]["ContainerSpec"]
+    aenv = dict(e.split("=", 1) for e in acs["Env"])
+    assert aspec["UpdateConfig"]["Order"] == "start-first", aspec["UpdateConfig"]
+    assert aspec["EndpointSpec"]["Mode"] == "dnsrr", aspec["EndpointSpec"]
+    assert acs["StopGracePeriod"] / 1e9 > float(aenv["ACCOUNTS_DRAIN_TIMEOUT"].rstrip("s"))
+    assert aenv["ACCOUNTS_TRUST_REAL_IP"] == "on" and aenv["ACCOUNTS_SIGNING_KEY"] == "k1", aenv
+    # Each key is a file of its own inside the keys directory, readable by accounts alone, on a
+    # read-only mount: as the running task sees it (its mount table and its root, from here).
+    pid = inspect(task_container(tasks(ACCOUNTS)[0]))[0]["State"]["Pid"]
+    key_path = "/run/secrets/accounts-keys/k1.pem"
+    with open("/proc/%d/mountinfo" % pid) as f:
+        mounts = [line.split() for line in f]
+    key = [m for m in mounts if m[4] == key_path]  # mount point, then its options
+    assert len(key) == 1 and "ro" in key[0][5].split(","), key
+    st = os.stat("/proc/%d/root%s" % (pid, key_path))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65532, 65532, 0o400), st
+    keys_dir = os.stat("/proc/%d/root/run/secrets/accounts-keys" % pid)
+    say(capsys, "accounts' key k1 as running: %s, a read-only mount, uid/gid %d/%d, mode %o; "
+        "its directory uid %d, mode %o", key_path, st.st_uid, st.st_gid,
+        stat.S_IMODE(st.st_mode), keys_dir.st_uid, stat.S_IMODE(keys_dir.st_mode))
 
     # Only nginx publishes a port.
-    for service in (HELLO, STACK + "_sidecar", STACK + "_visits", STACK + "_redis",
+    for service in (HELLO, STACK + "_sidecar", STACK + "_visits", ACCOUNTS, STACK + "_redis",
                     STACK + "_postgres"):
         assert not (inspect(service)[0]["Endpoint"].get("Ports") or []), service
     ncs = inspect(NGINX)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert ncs["ReadOnly"] is True and ncs["CapabilityDrop"] == ["ALL"], ncs
     assert ncs.get("StopSignal") == "SIGQUIT", ncs
-    assert {"NGINX_UPSTREAM_HOST=tasks.hello"} <= set(ncs["Env"]), ncs["Env"]
+    assert {"NGINX_UPSTREAM_HOST=tasks.hello", "NGINX_ACCOUNTS_HOST=tasks.accounts",
+            "NGINX_API_AUTH=jwt"} <= set(ncs["Env"]), ncs["Env"]
     ports = inspect(NGINX)[0]["Endpoint"]["Ports"]
     assert [(p["TargetPort"], p["PublishedPort"]) for p in ports] == [(80, HTTP_PORT)], ports
     # nginx's container starts as root to hand its tmpfs mounts to 65532, then its entry point
@@ -441,6 +542,235 @@ def check_hardened_task(service, networks):
     assert status["Uid"].split()[1] == "65532", (service, status["Uid"])
     assert int(status["CapEff"], 16) == 0, (service, status["CapEff"])
     return status
+
+
+# ------------------------------------------------------------------ 0. accounts
+
+# Parallel logins: 4 per replica (nginx's round robin over 2), one per libuv pool thread, each
+# hash holding 19 MiB. Within nginx's limit on /login (burst 10 at once from one address, 5/s
+# after), which answers 429 beyond it.
+LOGIN_BURST = 8
+
+
+def test_signup_login_and_api_behind_a_token(stack, capsys):
+    """Through nginx only: POST /account, POST /login for a token, /api/baz with it (200, as
+    hello's /baz) and without it or with a forged one (401, never reaching hello). Needs the
+    nginx routes to accounts and POSTGRES_APPS in the postgres image."""
+    user = {"username": "swarm-ada", "email": "swarm-ada@example.com",
+            "password": "correct horse battery"}
+    t0 = time.monotonic()
+    deadline = t0 + 60
+    first = []  # each try's status, or the error of a try that got no answer
+    while True:
+        # accounts may still be connecting to PostgreSQL (503 + Retry-After; 502 while nginx
+        # has no accounts task yet). The stack is new (its volume goes with it): a 409 means
+        # one of our earlier tries got through without its answer reaching us.
+        try:
+            status, _, body = post_json("/account", user)
+        except OSError as e:
+            first.append(repr(e))
+        else:
+            first.append(status)
+            if status == 201 or (status == 409 and any(isinstance(x, str) for x in first)):
+                break
+            if status not in (502, 503, 504):
+                pytest.fail("POST /account through nginx: %d %r (answers so far: %s); nginx "
+                            "and postgres need main's accounts routes and POSTGRES_APPS"
+                            % (status, body[:200], first))
+        if time.monotonic() > deadline:
+            pytest.fail("no sign-up through nginx within 60 s: answers %s" % first)
+        time.sleep(1)
+    body = json.loads(body)
+    if "id" in body:
+        assert (body["username"], body["email"]) == (user["username"], user["email"]), body
+        assert "password" not in body and "password_hash" not in body, body
+    t_signup = time.monotonic() - t0
+
+    status, headers, body = post_json("/login", {"email": user["email"],
+                                                 "password": user["password"]})
+    assert status == 200, (status, body)
+    login = json.loads(body)
+    assert login["token_type"] == "Bearer" and login["expires_in"] > 0, login
+    token = login["access_token"]
+    header = json.loads(base64_url(token.split(".")[0]))
+    assert header == {"alg": "EdDSA", "typ": "JWT", "kid": "k1"}, header
+
+    status, _, body = get_with("/api/baz", {"Authorization": "Bearer " + token})
+    assert (status, json.loads(body)) == (200, {"msg": "Hello, Baz!"}), (status, body)
+    status, headers, body = get("/api/baz")
+    assert status == 401, (status, body)
+    assert b"Hello" not in body, body
+    # The same token with one signature byte changed: refused by every replica's /auth.
+    head, claims, sig = token.split(".")
+    forged = ".".join((head, claims, ("A" if sig[0] != "A" else "B") + sig[1:]))
+    status, _, body = get_with("/api/baz", {"Authorization": "Bearer " + forged})
+    assert status == 401, (status, body)
+    # Both replicas hold k1: the token passes whichever one nginx asks (8 tries over 2).
+    for _ in range(8):
+        status, _, body = get_with("/api/baz", {"Authorization": "Bearer " + token})
+        assert status == 200, (status, body)
+
+    # A burst of logins (argon2id on every pool thread of both replicas at once), then the
+    # replicas' peak memory against the stack's limit.
+    def one_login(_):
+        return post_json("/login", {"email": user["email"], "password": user["password"]},
+                         timeout=30)[0]
+
+    t1 = time.monotonic()
+    with ThreadPoolExecutor(LOGIN_BURST) as pool:
+        statuses = list(pool.map(one_login, range(LOGIN_BURST)))
+    burst = time.monotonic() - t1
+    assert statuses == [200] * len(statuses), collections.Counter(statuses)
+    limit = inspect(ACCOUNTS)[0]["Spec"]["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"]
+    peaks = [peak_memory(task_container(t)) for t in tasks(ACCOUNTS)]
+    say(capsys, "accounts through nginx: sign-up answered after %.1f s (%s), login, /api/baz "
+        "200 with the token, 401 without and forged; %d logins, %d at a time, in %.1f s, all "
+        "200; peak memory per task %s MiB of the %d MiB limit", t_signup,
+        " ".join(map(str, first)), len(statuses), LOGIN_BURST, burst,
+        ["%.1f" % (p / 2**20) if p else "n/a" for p in peaks], limit >> 20)
+
+
+def login(email, password):
+    status, _, body = post_json("/login", {"email": email, "password": password}, timeout=30)
+    assert status == 200, (status, body)
+    token = json.loads(body)["access_token"]
+    return token, json.loads(base64_url(token.split(".")[0]))["kid"]
+
+
+def deploy_stack(files, **env):
+    """docker stack deploy of these stack files (merged in order) over the running stack."""
+    args = ["stack", "deploy", "--resolve-image", "never"]
+    for f in files:
+        args += ["-c", str(f)]
+    docker(*args, STACK, timeout=120, env={**stack_env(), **env})
+
+
+def wait_accounts_update(since):
+    """Until an update of accounts started after `since` (epoch seconds) has completed."""
+    def done():
+        st = inspect(ACCOUNTS)[0].get("UpdateStatus") or {}
+        if not st.get("StartedAt") or stamp(st["StartedAt"][:19] + "Z") < int(since) - 1:
+            return None
+        if st.get("State") in ("paused", "rollback_started", "rollback_completed"):
+            pytest.fail("accounts' update did not go through: %r" % st)
+        return st.get("State") == "completed" and st
+
+    return wait_for("accounts' update to complete", done, timeout=180, interval=0.5)
+
+
+class TokenUser(threading.Thread):
+    """A client that logs in every 0.3 s (below nginx's 5/s per address on /login) and right
+    away uses the new token and every earlier one on /api/baz, each on a new connection, so
+    every replica's /auth sees every token. Counts, per key, the tokens it got and the /api
+    answers that were not 200."""
+
+    def __init__(self, email, password, tokens):
+        super().__init__(daemon=True)
+        self.email, self.password = email, password
+        self.tokens = list(tokens)  # (token, kid), earlier logins first
+        self.retired = set()  # kids whose tokens the client no longer uses
+        self.stop = threading.Event()
+        self.logins = collections.Counter()
+        self.checks = 0
+        self.refused = []  # (kid, status)
+
+    def retire(self, kid):
+        """Stop using the tokens this key signed, as when they have expired: a refusal of one
+        still in flight is not counted."""
+        self.retired.add(kid)
+
+    def run(self):
+        while not self.stop.wait(0.3):
+            try:
+                self.tokens.append(login(self.email, self.password))
+                self.logins[self.tokens[-1][1]] += 1
+                live = [t for t in self.tokens if t[1] not in self.retired]
+                for token, kid in live[-8:] + live[:1]:
+                    status, _, _ = get_with("/api/baz", {"Authorization": "Bearer " + token})
+                    self.checks += 1
+                    if status != 200 and kid not in self.retired:
+                        self.refused.append((kid, status))
+            except AssertionError as e:
+                self.refused.append(("login", str(e)[:120]))
+            except OSError as e:
+                self.refused.append(("error", repr(e)))
+
+    def finish(self):
+        self.stop.set()
+        self.join(30)
+        return self
+
+
+def test_key_rotation_logs_nobody_out(stack, capsys):
+    """docs/DEPLOYMENT.md's rotation, as an operator runs it: (1) deploy with the new key k2
+    added (a second stack file), k1 still signing; (2) deploy with ACCOUNTS_SIGNING_KEY=k2;
+    (3) deploy a copy of stack.yml without k1. Each is a start-first rolling update of
+    accounts while a client keeps logging in and using every token it got: no token is
+    refused until its key is dropped; then k1's tokens are refused and k2's pass."""
+    email, password = "swarm-bob@example.com", "another correct horse"
+    status, _, body = post_json("/account", {"username": "swarm-bob", "email": email,
+                                             "password": password})
+    assert status == 201, (status, body)
+    first = login(email, password)
+    assert first[1] == "k1", first
+
+    key2 = os.path.join(SECRETS_DIR, "accounts-keys", "k2.pem")
+    run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key2], timeout=30)
+    with_k2 = os.path.join(SECRETS_DIR, "accounts-key-k2.yml")
+    with open(with_k2, "w") as f:
+        yaml.safe_dump({"version": "3.9", "services": {"accounts": {"secrets": [{
+            "source": "accounts_key_k2", "target": "/run/secrets/accounts-keys/k2.pem",
+            "uid": "65532", "gid": "65532", "mode": 0o400}]}},
+            "secrets": {"accounts_key_k2": {"file": key2}}}, f)
+    # Step 3's stack file: the operator's copy of stack.yml with k1 taken out.
+    without_k1 = os.path.join(SECRETS_DIR, "stack-without-k1.yml")
+    with open(STACK_FILE) as f:
+        spec = yaml.safe_load(f)
+    acc = spec["services"]["accounts"]
+    acc["secrets"] = [x for x in acc["secrets"] if x["source"] != "accounts_key_k1"]
+    del spec["secrets"]["accounts_key_k1"]
+    with open(without_k1, "w") as f:
+        yaml.safe_dump(spec, f)
+
+    steps = (("add k2", [STACK_FILE, with_k2], "k1"),
+             ("sign with k2", [STACK_FILE, with_k2], "k2"),
+             ("drop k1", [without_k1, with_k2], "k2"))
+    user = TokenUser(email, password, [first])
+    user.start()
+    try:
+        for name, files, signing in steps:
+            t0 = time.time()
+            logins_before, refused_before = sum(user.logins.values()), len(user.refused)
+            if name == "drop k1":
+                # In production this deploy comes once k1's last token has expired (15 min
+                # after step 2); here the client stops using them instead.
+                user.retire("k1")
+            deploy_stack(files, ACCOUNTS_SIGNING_KEY=signing)
+            st = wait_accounts_update(t0)
+            say(capsys, "key rotation, %s: accounts updated in %.1f s (%s .. %s); meanwhile %d "
+                "logins, refused %s", name, time.time() - t0, st.get("StartedAt"),
+                st.get("CompletedAt"), sum(user.logins.values()) - logins_before,
+                user.refused[refused_before:] or "none")
+            time.sleep(2)  # a few more rounds on the new spec alone
+    finally:
+        user.finish()
+    say(capsys, "key rotation: %d logins (per signing key %s), %d token checks through nginx, "
+        "refused %s", sum(user.logins.values()), dict(user.logins), user.checks,
+        user.refused or "none")
+    assert not user.refused, user.refused
+    assert user.logins["k1"] > 0 and user.logins["k2"] > 0, user.logins
+
+    # The end state: k2 alone signs and verifies, k1's tokens are refused.
+    token, kid = login(email, password)
+    assert kid == "k2", kid
+    assert get_with("/api/baz", {"Authorization": "Bearer " + token})[0] == 200
+    assert get_with("/api/baz", {"Authorization": "Bearer " + first[0]})[0] == 401
+    status, _, body = get("/.well-known/jwks.json")
+    assert status == 200 and [k["kid"] for k in json.loads(body)["keys"]] == ["k2"], body
+    # `docker stack deploy` leaves the secret no service uses any more (docs/DEPLOYMENT.md:
+    # remove it by hand); `docker stack rm` takes it with the stack.
+    names = docker("secret", "ls", "--format", "{{.Name}}", timeout=30).stdout.split()
+    assert STACK + "_accounts_key_k1" in names, names
 
 
 # ------------------------------------------------------------------ 1. rolling update
