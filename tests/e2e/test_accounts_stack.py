@@ -29,6 +29,7 @@ import e2e_common
 from e2e_common import REPO, tail, wait_for
 
 sys.path.insert(0, str(REPO / "tests" / "lib"))
+import browser_flow  # noqa: E402
 from tokens import make_token, parts, tampered_tokens, unb64url  # noqa: E402
 
 PROJECT = os.environ.get("E2E_PROJECT", "hellostack-e2e") + "-accounts"
@@ -287,12 +288,23 @@ def test_accounts_hardened_and_internal(stack, capsys):
               "backend only, healthy" % (size / 1e6, hc["Memory"] >> 20), end="")
 
 
-def test_a_real_browser_logs_in_sees_the_accounts_and_logs_out(stack):
-    flow = pytest.importorskip("browser_flow")
+def test_a_real_browser_logs_in_sees_the_accounts_and_logs_out(stack, capsys):
+    """Headless Chromium through port 80 (tests/lib/browser_flow.py): the login form, the
+    table with every account populate-accounts made (across pages) and two hostile usernames
+    shown as text, the HttpOnly SameSite=Strict cookie, logout. Screenshots in
+    $STACK_ARTIFACTS_DIR/e2e-browser."""
+    why = browser_flow.missing_browser()
+    assert why is None, why  # the e2e tier needs the browser (scripts/install-deps.sh)
+    for i, name in enumerate(browser_flow.HOSTILE_USERNAMES):
+        stack.signup(name, "hostile%d@example.com" % i, "hostile password %d" % i)
     user, email, password = stack.people[3]
-    expected = [p[0] for p in stack.people]
-    flow.run_accounts_page_flow(stack.base, email, password, expected,
-                                os.path.join(ARTIFACTS, "e2e-browser"))
+    expected = [p[0] for p in stack.people] + list(browser_flow.HOSTILE_USERNAMES)
+    out = os.path.join(ARTIFACTS, "e2e-browser")
+    report = browser_flow.run_accounts_flow(stack.base, email, password, expected, out)
+    with capsys.disabled():
+        print("\n[e2e] browser: %d accounts seen on port 80 over %d page(s) in %.1f s, "
+              "screenshots in %s" % (len(expected), report.pages_walked, report.seconds, out),
+              end="")
 
 
 def test_login_attempts_are_limited_by_nginx(stack):

@@ -177,6 +177,36 @@ def test_port_80_redirects_the_rest(edge, path):
     assert headers["location"] == edge["https"] + path, headers
 
 
+@pytest.mark.parametrize("path", ["/login", "/account", "/logout", "/accounts_page", "/auth",
+                                  "/api/baz", "/.well-known/jwks.json"])
+def test_port_80_sends_accounts_and_the_api_to_https(edge, path):
+    """Passwords and tokens never cross port 80 in the clear when HTTPS is there: accounts'
+    one-segment paths are redirected too, unlike /baz (308 keeps a POST a POST)."""
+    status, headers = status_and_headers(edge, "-X", "POST", edge["http"] + path)
+    assert status == 308, (path, status, headers)
+    assert headers["location"] == edge["https"] + path, headers
+
+
+def test_accounts_over_https_with_a_secure_cookie(edge):
+    """Sign-up, the page's form login (its cookie is Secure behind TLS) and /api/ over HTTPS."""
+    s = requests.Session()
+    s.verify = os.path.join(edge["tls_dir"], "cert.pem")
+    r = s.post(edge["https"] + "/account", timeout=10,
+               json={"username": "tls-user", "email": "tls@example.com",
+                     "password": "correct horse tls"})
+    assert r.status_code == 201, r.text
+    r = s.post(edge["https"] + "/login", timeout=10, allow_redirects=False,
+               data={"email": "tls@example.com", "password": "correct horse tls"})
+    assert r.status_code == 303, r.text
+    cookie = r.headers["Set-Cookie"]
+    assert "; Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie, cookie
+    assert r.headers["Strict-Transport-Security"] == "max-age=63072000"
+    r = s.get(edge["https"] + "/api/baz", timeout=10)  # the cookie is the credential
+    assert r.status_code == 200 and r.json() == {"msg": "Hello, Baz!"}, r.text
+    r = requests.get(edge["https"] + "/api/baz", timeout=10, verify=s.verify)
+    assert r.status_code == 401, r.text
+
+
 def test_port_80_redirects_browsers(edge):
     """A browser announces it takes HTTPS (Upgrade-Insecure-Requests: 1): even / moves."""
     status, headers = status_and_headers(edge, "-H", "Upgrade-Insecure-Requests: 1",
