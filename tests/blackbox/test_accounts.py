@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 
 from bbenv import ACCOUNTS_BIN, TF
 from bbproc import run_to_completion
-from tokens import b64url, make_ed25519_key, make_token, parts, tampered_tokens, unb64url
+from tokens import make_token, parts, tampered_tokens, unb64url
 from promtext import promtool_check, sample, samples
 from rawhttp import Conn, get
 

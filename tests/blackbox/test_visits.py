@@ -8,7 +8,6 @@ faults: the durable count equals the number of 200 answers the clients received.
 
 import json
 import signal
-import socket
 import threading
 import time
 

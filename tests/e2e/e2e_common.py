@@ -4,11 +4,14 @@ and HeyLoad, the hey tool)."""
 
 import collections
 import http.client
+import json
+import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -57,6 +60,60 @@ def port_open(host, port, timeout=1.0):
             return True
     except OSError:
         return False
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class ComposeStack:
+    """One compose project of docker-compose.yml alone, as `scripts/up.sh -d` starts it, on a
+    free loopback port and a temporary SECRETS_DIR (up.sh writes the secrets there, never to
+    the repository's .secrets/), so it meets no other run. `env` adds to the environment of
+    every command (compose reads its settings from there)."""
+
+    def __init__(self, project, secrets_prefix, **env):
+        self.project = project
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.secrets = tempfile.mkdtemp(prefix=secrets_prefix)
+        self.env = dict(os.environ, COMPOSE_PROJECT_NAME=project, HTTP_PORT=str(self.port),
+                        SECRETS_DIR=self.secrets, COMPOSE_FILE="docker-compose.yml",
+                        COMPOSE_PATH_SEPARATOR=":", **env)
+
+    def run(self, cmd, timeout=60, check=True):
+        return run(cmd, timeout, check=check, env=self.env)
+
+    def compose(self, *args, timeout=120, check=True):
+        return self.run([str(REPO / "scripts" / "compose"), *args], timeout=timeout, check=check)
+
+    def container(self, service):
+        p = self.run(["docker", "ps", "-a", "-q", "--no-trunc",
+                      "--filter", "label=com.docker.compose.project=" + self.project,
+                      "--filter", "label=com.docker.compose.service=" + service])
+        ids = p.stdout.split()
+        assert len(ids) == 1, "expected one %s container, got %r" % (service, ids)
+        return ids[0]
+
+    def inspect(self, obj):
+        return json.loads(self.run(["docker", "inspect", obj]).stdout)[0]
+
+    def logs(self, service):
+        """What `docker compose logs SERVICE` shows, without its prefixes."""
+        p = self.run(["docker", "logs", self.container(service)])
+        return p.stdout + p.stderr
+
+    def get(self, path, timeout=5, **kw):
+        import requests
+        return requests.get(self.base + path, timeout=timeout, **kw)
+
+    def remove(self):
+        """compose down with the volumes, and the secrets directory."""
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180,
+                     check=False)
+        shutil.rmtree(self.secrets, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ load

@@ -16,8 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,55 +33,22 @@ from tokens import make_token, parts, tampered_tokens, unb64url  # noqa: E402
 PROJECT = os.environ.get("E2E_PROJECT", "hellostack-e2e") + "-accounts"
 UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
 HOST = "127.0.0.1"
-COMPOSE = str(REPO / "scripts" / "compose")
 ARTIFACTS = os.environ.get("STACK_ARTIFACTS_DIR", str(REPO / "build" / "artifacts"))
 # Every client of this test reaches nginx through Docker's port forwarding, so accounts sees
 # one address for all of them: more sign-ups from it than the default 20 per 10 min.
 SIGNUPS = 60
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Stack:
+class Stack(e2e_common.ComposeStack):
     def __init__(self):
-        self.port = free_port()
-        self.base = "http://%s:%d" % (HOST, self.port)
-        self.secrets = tempfile.mkdtemp(prefix="accounts-secrets-")
+        super().__init__(PROJECT, "accounts-secrets-",
+                         ACCOUNTS_SIGNUP_MAX_PER_ADDRESS=str(SIGNUPS))
         self.tmp = tempfile.mkdtemp(prefix="accounts-e2e-")
-        self.env = dict(os.environ, COMPOSE_PROJECT_NAME=PROJECT, HTTP_PORT=str(self.port),
-                        SECRETS_DIR=self.secrets, COMPOSE_FILE="docker-compose.yml",
-                        COMPOSE_PATH_SEPARATOR=":",
-                        ACCOUNTS_SIGNUP_MAX_PER_ADDRESS=str(SIGNUPS))
         self.env.pop("COMPOSE_PROFILES", None)
         self.env.pop("NGINX_API_AUTH", None)  # the compose default (jwt) is under test
 
-    def run(self, cmd, timeout=60, check=True):
-        return e2e_common.run(cmd, timeout, check=check, env=self.env)
-
-    def compose(self, *args, timeout=120, check=True):
-        return self.run([COMPOSE, *args], timeout=timeout, check=check)
-
-    def container(self, service):
-        p = self.run(["docker", "ps", "-a", "-q", "--no-trunc",
-                      "--filter", "label=com.docker.compose.project=" + PROJECT,
-                      "--filter", "label=com.docker.compose.service=" + service])
-        ids = p.stdout.split()
-        assert len(ids) == 1, "expected one %s container, got %r" % (service, ids)
-        return ids[0]
-
-    def inspect(self, obj):
-        return json.loads(self.run(["docker", "inspect", obj]).stdout)[0]
-
-    def logs(self, service):
-        p = self.run(["docker", "logs", self.container(service)])
-        return p.stdout + p.stderr
-
     def get(self, path, timeout=5, **kw):
-        return requests.get(self.base + path, timeout=timeout, allow_redirects=False, **kw)
+        return super().get(path, timeout=timeout, allow_redirects=False, **kw)
 
     def post(self, path, timeout=10, wait_out_limits=True, **kw):
         """POST; a 429 of nginx's limit_req (sign-ups 2/s, logins 5/s from one address: every
@@ -136,8 +101,7 @@ def stack():
     finally:
         print(s.compose("logs", "--no-color", "--tail", "60", "accounts", "nginx", "postgres",
                         timeout=60, check=False).stdout)
-        s.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180, check=False)
-        shutil.rmtree(s.secrets, ignore_errors=True)
+        s.remove()
         shutil.rmtree(s.tmp, ignore_errors=True)
 
 

@@ -21,8 +21,6 @@ import socket
 import subprocess
 import tarfile
 import tempfile
-import threading
-import http.client
 import time
 from pathlib import Path
 

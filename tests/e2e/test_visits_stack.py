@@ -16,14 +16,11 @@ import http.client
 import json
 import os
 import re
-import shutil
-import socket
 import tempfile
 import threading
 import time
 
 import pytest
-import requests
 
 import e2e_common
 from e2e_common import REPO, tail, wait_for
@@ -31,49 +28,12 @@ from e2e_common import REPO, tail, wait_for
 PROJECT = os.environ.get("E2E_PROJECT", "hellostack-e2e") + "-visits"
 UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
 HOST = "127.0.0.1"
-COMPOSE = str(REPO / "scripts" / "compose")
 DATA_SERVICES = ("redis", "postgres", "visits")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Stack:
+class Stack(e2e_common.ComposeStack):
     def __init__(self):
-        self.port = free_port()
-        self.base = "http://%s:%d" % (HOST, self.port)
-        self.secrets = tempfile.mkdtemp(prefix="visits-secrets-")
-        self.env = dict(os.environ, COMPOSE_PROJECT_NAME=PROJECT, HTTP_PORT=str(self.port),
-                        SECRETS_DIR=self.secrets, COMPOSE_FILE="docker-compose.yml",
-                        COMPOSE_PATH_SEPARATOR=":")
-
-    def run(self, cmd, timeout=60, check=True):
-        return e2e_common.run(cmd, timeout, check=check, env=self.env)
-
-    def compose(self, *args, timeout=120, check=True):
-        return self.run([COMPOSE, *args], timeout=timeout, check=check)
-
-    def container(self, service):
-        p = self.run(["docker", "ps", "-a", "-q", "--no-trunc",
-                      "--filter", "label=com.docker.compose.project=" + PROJECT,
-                      "--filter", "label=com.docker.compose.service=" + service])
-        ids = p.stdout.split()
-        assert len(ids) == 1, "expected one %s container, got %r" % (service, ids)
-        return ids[0]
-
-    def inspect(self, obj):
-        return json.loads(self.run(["docker", "inspect", obj]).stdout)[0]
-
-    def logs(self, service):
-        """What `docker compose logs SERVICE` shows, without its prefixes."""
-        p = self.run(["docker", "logs", self.container(service)])
-        return p.stdout + p.stderr
-
-    def get(self, path, timeout=5, **kw):
-        return requests.get(self.base + path, timeout=timeout, **kw)
+        super().__init__(PROJECT, "visits-secrets-")
 
     def durable_count(self):
         """PostgreSQL's count, read with psql inside the postgres container (the socket, peer
@@ -98,8 +58,7 @@ def stack():
         yield s
     finally:
         print(s.compose("logs", "--no-color", "--tail", "80", timeout=60, check=False).stdout)
-        s.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180, check=False)
-        shutil.rmtree(s.secrets, ignore_errors=True)
+        s.remove()
 
 
 def visits_of(r):
