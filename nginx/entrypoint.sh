@@ -70,17 +70,6 @@ case "$interval" in
     ;;
 esac
 
-case "$https_port" in
-  '' | *[!0-9]* | 0*)
-    echo "nginx-entrypoint: error: NGINX_HTTPS_PORT '$https_port': expected a port number 1-65535" >&2
-    exit 2
-    ;;
-esac
-if [ "$https_port" -gt 65535 ]; then
-  echo "nginx-entrypoint: error: NGINX_HTTPS_PORT '$https_port': expected a port number 1-65535" >&2
-  exit 2
-fi
-
 check_host() {  # NAME VALUE
   case "$2" in
     '' | *[!A-Za-z0-9.-]*)
@@ -101,6 +90,7 @@ check_port() {  # NAME VALUE
     exit 2
   fi
 }
+check_port NGINX_HTTPS_PORT "$https_port"
 check_host NGINX_VISITS_HOST "$visits_host"
 check_port NGINX_VISITS_PORT "$visits_port"
 check_host NGINX_ACCOUNTS_HOST "$accounts_host"

@@ -232,3 +232,29 @@ def test_half_mounted_tls_is_refused(net, tmp_path):
              "-v", "%s:/run/secrets/tls_cert:ro" % cert, NGINX_IMAGE], timeout=60, check=False)
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
     assert "nginx-entrypoint: error: TLS file /run/secrets/tls_key is missing" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("env,line", [
+    ("NGINX_API_AUTH=basic", "NGINX_API_AUTH 'basic': expected jwt or off"),
+    ("NGINX_ACCOUNTS_PORT=70000", "NGINX_ACCOUNTS_PORT '70000': expected a port number 1-65535"),
+    ("NGINX_ACCOUNTS_HOST=a b", "NGINX_ACCOUNTS_HOST 'a b': expected a host name"),
+    ("NGINX_HTTPS_PORT=0443", "NGINX_HTTPS_PORT '0443': expected a port number 1-65535"),
+])
+def test_bad_settings_end_with_one_line_and_status_2(net, env, line):
+    p = run(["docker", "run", "--rm", "--network", net["name"], *HARDENED, "-e", env,
+             NGINX_IMAGE], timeout=60, check=False)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert p.stderr == "nginx-entrypoint: error: %s\n" % line, p.stderr
+
+
+def test_without_accounts_the_rest_still_serves(net):
+    """A stack without accounts (or before it is up): nginx starts, / and /baz are served,
+    accounts' routes answer 502 and /api/ 503 (never a pass), until the name resolves."""
+    cid, base = start_nginx(net, *HARDENED)
+    wait_for("nginx to proxy GET /baz to hello",
+             lambda: requests.get(base + "/baz", timeout=2).status_code == 200, timeout=30)
+    logs = run(["docker", "logs", cid])
+    assert "accounts=accounts:8080 at: (not resolved yet) api_auth=jwt" in logs.stdout, logs.stdout
+    assert requests.post(base + "/login", json={}, timeout=5).status_code == 502
+    r = requests.get(base + "/api/baz", headers={"Authorization": "Bearer x.y.z"}, timeout=5)
+    assert r.status_code == 503 and r.json()["error"] == "unavailable", r.text
