@@ -46,6 +46,7 @@ enum {
   opt_signup_window,
   opt_page_size,
   opt_token_cache,
+  opt_auth_reuse,
   opt_store_timeout,
   opt_connect_timeout,
   opt_answer_timeout,
@@ -95,6 +96,9 @@ core::cli_option g_options[opt_count] = {
     {"--page-size", "ACCOUNTS_PAGE_SIZE", "20", "N", "accounts per page of /accounts_page"},
     {"--token-cache", "ACCOUNTS_TOKEN_CACHE", "4096", "N",
      "entries of the cache of verified tokens (/auth)"},
+    {"--auth-reuse", "ACCOUNTS_AUTH_REUSE", "5s", "DURATION",
+     "how long nginx may reuse a /auth yes for the same credentials (X-Accel-Expires, never "
+     "past the token's exp; 0s = ask every time)"},
     {"--store-timeout", "ACCOUNTS_STORE_TIMEOUT", "2s", "DURATION",
      "a PostgreSQL statement not answered within this fails (and reconnects)"},
     {"--connect-timeout", "ACCOUNTS_CONNECT_TIMEOUT", "3s", "DURATION",
@@ -216,6 +220,10 @@ int main(int argc, char** argv) {
   signup_rules.ban_time_ms = signup_rules.find_time_ms;
   uint32_t page_size = static_cast<uint32_t>(core::option_uint(opt(opt_page_size), 1, 1000));
   size_t cache_slots = core::option_uint(opt(opt_token_cache), 1, 1'000'000);
+  uint64_t auth_reuse_ms = core::option_duration(opt(opt_auth_reuse), 0);
+  if (auth_reuse_ms % 1000 != 0 || auth_reuse_ms > 300'000) {
+    bad(opt_auth_reuse, "whole seconds, 0s to 5m");
+  }
 
   core::http_server_config config;
   config.access_log = core::option_on_off(opt(opt_access_log));
@@ -257,6 +265,7 @@ int main(int argc, char** argv) {
   app.secure_cookie = secure_cookie;
   app.trust_real_ip = trust_real_ip;
   app.page_size = page_size;
+  app.auth_reuse_s = static_cast<int64_t>(auth_reuse_ms / 1000);
   uv_timeval64_t now{};
   uv_gettimeofday(&now);
   app.start_unix = static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_usec) / 1e6;

@@ -459,6 +459,18 @@ void handle_auth(app& a, const core::http_request& req, core::http_reply& reply)
   reply.status = 204;
   int n = snprintf(a.header_scratch, sizeof a.header_scratch, "X-User: %lld:%.*s\r\n",
                    static_cast<long long>(v.sub), static_cast<int>(v.name_len), v.name);
+  // nginx caches this yes for the same Authorization and Cookie (nginx/accounts-routes.conf)
+  // until the absolute time given, at most auth_reuse_s and never past the token's exp: a
+  // token is refused from its exp on, whether nginx asks again or not. (The answer goes to
+  // nginx only: auth_request passes X-User on, not this header.)
+  // nginx keeps an entry through the whole second it names (stale only once its clock's
+  // second is past it), hence exp - 1: the last second that ends before exp.
+  int64_t now = unix_now();
+  int64_t until = std::min(v.exp - 1, now + a.auth_reuse_s);
+  if (until > now && n > 0) {  // (a token this close to its exp is not reusable at all)
+    n += snprintf(a.header_scratch + n, sizeof a.header_scratch - static_cast<size_t>(n),
+                  "X-Accel-Expires: @%lld\r\n", static_cast<long long>(until));
+  }
   reply.extra_headers = {a.header_scratch, static_cast<size_t>(n)};
 }
 

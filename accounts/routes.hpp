@@ -76,6 +76,9 @@ struct app {
   bool trust_real_ip = false;  // take X-Real-IP (set by our nginx) as the client address
   uint32_t page_size = 20;
   uint32_t max_body = 4096;
+  // How long a proxy may reuse /auth's yes for the same credentials (X-Accel-Expires on the
+  // 204, never past the token's exp); 0: no header, every request is asked.
+  int64_t auth_reuse_s = 5;
   const core::http_server* server = nullptr;
   bool draining = false;
   double start_unix = 0;

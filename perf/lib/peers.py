@@ -98,7 +98,7 @@ http {
 
 
 def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin",
-                    accounts_port=None, api_auth="jwt"):
+                    accounts_port=None, api_auth="jwt", var_dir=None):
     """nginx/default.conf.template rendered as nginx/entrypoint.sh renders it for one replica
     at 127.0.0.1:upstream_port without TLS, with its retry upstream and location (the entry
     point's render_retries) written to conf_dir; the changes: the plain server
@@ -106,7 +106,10 @@ def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"
     text is the whole site; `listen 80` becomes 127.0.0.1:listen_port, and the image's paths
     (/etc/nginx/hello/proxy.conf, conf.d) are the repository's nginx/proxy.conf and conf_dir.
     accounts is 127.0.0.1:accounts_port (None: the entry point's "down" placeholder), /api/ as
-    NGINX_API_AUTH=api_auth says (nginx/api-<api_auth>.conf as conf_dir/api.locations)."""
+    NGINX_API_AUTH=api_auth says (nginx/api-<api_auth>.conf as conf_dir/api.locations).
+    var_dir stands for the image's /var/lib/nginx (the cache of accounts' /auth answers): nginx's
+    workers must be able to reach it (started as root, they run as nobody: a directory under
+    a private /tmp/pytest-of-root would not do); default conf_dir."""
     directive = {"round_robin": "# round robin (nginx's default)", "random": "random;",
                  "least_conn": "least_conn;"}[strategy]
     servers = "server 127.0.0.1:%d max_fails=2 fail_timeout=5s; " % upstream_port
@@ -161,6 +164,8 @@ def render_template(upstream_port, listen_port, conf_dir, strategy="round_robin"
                 .replace("/etc/nginx/hello/", hello_dir + "/"))
     text = text.replace("/etc/nginx/hello/", hello_dir + "/")
     text = text.replace("/etc/nginx/conf.d/", conf_dir.rstrip("/") + "/")
+    # the image's writable /var/lib/nginx (accounts' /auth cache)
+    text = text.replace("/var/lib/nginx/", (var_dir or conf_dir).rstrip("/") + "/")
     return text.replace(listen, "listen 127.0.0.1:%d default_server;" % listen_port)
 
 

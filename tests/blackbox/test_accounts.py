@@ -353,6 +353,30 @@ def test_a_cached_token_is_refused_after_its_exp(postgres_server, accounts_keys,
 
 
 @pytest.mark.time_limit(60)
+def test_auth_says_how_long_nginx_may_reuse_its_yes(postgres_server, accounts_keys,
+                                                    start_accounts, tmp_path):
+    """X-Accel-Expires on /auth's 204 only: --auth-reuse from now, never into the token's last
+    second; none with --auth-reuse 0s, none on a 401."""
+    a = start_accounts(postgres_server, accounts_keys.dir, "--auth-reuse", "7s")
+    acct = signup(a.port, "reuse", "reuse@example.com", "password-reuse")
+    token = token_for(a.port, "reuse@example.com", "password-reuse")
+    r = auth(a.port, token)
+    assert r.status == 204
+    assert 6 < int(r.header("X-Accel-Expires").lstrip("@")) - time.time() <= 7, r
+    assert auth(a.port, token + "x").header("X-Accel-Expires") is None
+    now = int(time.time())
+    mine = {"sub": str(acct["id"]), "name": "reuse"}
+    soon = make_token(accounts_keys.path("k1"), tmp_path, claims=mine, exp=now + 4)
+    r = auth(a.port, soon)
+    assert r.status == 204 and r.header("X-Accel-Expires") == "@%d" % (now + 3), r
+    last = make_token(accounts_keys.path("k1"), tmp_path, claims=mine, exp=now + 1)
+    r = auth(a.port, last)
+    assert r.status == 204 and r.header("X-Accel-Expires") is None, r
+    b = start_accounts(postgres_server, accounts_keys.dir, "--auth-reuse", "0s")
+    r = auth(b.port, token)
+    assert r.status == 204 and r.header("X-Accel-Expires") is None, r
+
+
 def test_key_rotation(postgres_server, accounts_keys, start_accounts):
     a = start_accounts(postgres_server, accounts_keys.dir)
     signup(a.port, "gus", "gus@example.com", "password-gus")
@@ -573,6 +597,8 @@ def test_bad_settings_end_with_one_line_and_status_2(accounts_keys, tmp_path):
         (["--keys-dir", d, "--signing-key", "k1", "--hash-queue", "0"], "--hash-queue"),
         (["--keys-dir", d, "--signing-key", "k1", "--secure-cookie", "maybe"],
          "--secure-cookie"),
+        (["--keys-dir", d, "--signing-key", "k1", "--auth-reuse", "1500ms"], "--auth-reuse"),
+        (["--keys-dir", d, "--signing-key", "k1", "--auth-reuse", "10m"], "--auth-reuse"),
         (["--keys-dir", d, "--signing-key", "k1", "--database", "host=x bogus"], "--database"),
         (["--keys-dir", d, "--signing-key", "k1", "--database-password-file",
           str(tmp_path / "missing")], "--database-password-file"),

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -86,8 +87,13 @@ class Nginx:
         with open(conf, "w") as f:
             f.write(peers.proxy_conf(self.dir, NGINX))
         self.port = free_port()
+        # The image's /var/lib/nginx (the /auth cache): somewhere nginx's workers (nobody, when
+        # started as root) can reach; removed in stop().
+        self.var = tempfile.mkdtemp(prefix="nginx-var-")
+        os.chmod(self.var, 0o755)
         site = peers.render_template(upstream_port, self.port, os.path.join(self.dir, "conf.d"),
-                                     accounts_port=accounts_port, api_auth=api_auth)
+                                     accounts_port=accounts_port, api_auth=api_auth,
+                                     var_dir=self.var)
         with open(os.path.join(self.dir, "conf.d", "default.conf"), "w") as f:
             f.write(site)
         self.log = open(os.path.join(self.dir, "out.log"), "wb")
@@ -119,6 +125,7 @@ class Nginx:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.log.close()
+        shutil.rmtree(self.var, ignore_errors=True)
 
 
 @pytest.fixture
@@ -257,3 +264,68 @@ def test_api_off_is_open_and_passes_no_user(edge):
     acct, token = account_and_token(n.port)
     r = api(n.port, "/api/baz", token, headers={"X-User": "1:admin"})
     assert r.status == 200 and rec.seen[-1][3] == []
+
+
+def checks(accounts):
+    """accounts' /auth verdicts so far (token checks, any outcome), from its /metrics."""
+    from promtext import samples
+    m = samples(get(accounts.port, "/metrics").body.decode())
+    return sum(v for (name, labels), v in m.items() if name == "accounts_token_checks_total")
+
+
+def test_a_yes_is_reused_for_seconds_never_past_exp(edge, accounts_keys, tmp_path):
+    """nginx caches /auth's 204 (X-Accel-Expires): the same token again is let through without
+    asking accounts, with the same X-User; a token whose exp comes first is asked about again
+    from its exp on; a refusal is never cached."""
+    n, rec, accounts = edge("jwt")
+    acct, token = account_and_token(n.port)
+    r = get(accounts.port, "/auth", headers={"Authorization": "Bearer " + token})
+    assert r.status == 204
+    until = int(r.header("X-Accel-Expires").lstrip("@"))
+    assert 3.5 <= until - time.time() <= 5.5, r.header("X-Accel-Expires")
+
+    before = checks(accounts)
+    for _ in range(5):
+        assert api(n.port, "/api/again", token).status == 200
+    assert checks(accounts) == before + 1, "nginx asked accounts more than once"
+    assert [u for _, p, _, u in rec.seen if p == "/again"] == [["%d:alice" % acct["id"]]] * 5
+
+    # A refusal is asked about every time.
+    before = checks(accounts)
+    for _ in range(3):
+        assert api(n.port, "/api/x", "not-a-token").status == 401
+    assert checks(accounts) == before + 3
+
+    # A token that expires in 3 s: reused until then, asked about again from its exp on.
+    key = accounts_keys.path("k1")
+    now = int(time.time())
+    short = make_token(key, tmp_path, claims={"sub": str(acct["id"]), "name": "alice"},
+                       iat=now, nbf=now, exp=now + 3)
+    before = checks(accounts)
+    assert api(n.port, "/api/short", short).status == 200
+    assert api(n.port, "/api/short", short).status == 200
+    assert checks(accounts) == before + 1
+    time.sleep(max(0.0, now + 3.05 - time.time()))
+    api(n.port, "/api/short", short)  # accounts' clock-skew allowance may still accept it
+    assert checks(accounts) == before + 2, "nginx reused a yes past the token's exp"
+
+
+def test_a_repeated_header_cannot_plant_a_yes_for_another_credential(edge):
+    """The subrequest sends exactly what the cache key holds. A repeated Authorization never
+    gets that far (nginx answers 400 itself); cookies split over two Cookie headers are sent
+    joined, as keyed: checked and cached as one credential."""
+    n, rec, accounts = edge("jwt")
+    acct, token = account_and_token(n.port)
+    from rawhttp import Conn
+    c = Conn(n.port)
+    c.send(b"GET /api/planted HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bogus\r\n"
+           b"Authorization: Bearer " + token.encode() + b"\r\n\r\n")
+    assert c.read_response().status == 400
+    assert api(n.port, "/api/planted", "bogus").status == 401
+    c = Conn(n.port)
+    c.send(b"GET /api/planted HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\n"
+           b"Cookie: accounts_token=" + token.encode() + b"\r\n\r\n")
+    assert c.read_response().status == 200
+    r = get(n.port, "/api/planted", headers={"Cookie": "a=1"})
+    assert r.status == 401, r
+    assert [u for _, p, _, u in rec.seen if p == "/planted"] == [["%d:alice" % acct["id"]]]
