@@ -47,18 +47,23 @@ start accounts "$ap" "$build/accounts/accounts" "${accounts_no_db[@]}" --access-
 accounts_pid=${pids[-1]}
 
 # The repository's nginx config, rendered by perf/lib/peers.py (the compose path's renderer).
+# Its /var/lib/nginx (the cache of /auth answers) must be reachable by nginx's workers, which
+# run as nobody when the script runs as root: $tmp is made traversable (not listable) for that.
 ndir=$tmp/nginx
-mkdir -p "$ndir/conf.d"
-python3 - "$root" "$ndir" "$nginx_bin" "$hp" "$ap" "$np" <<'PY'
+mkdir -p "$ndir/conf.d" "$tmp/var"
+chmod 0711 "$tmp"
+chmod 0755 "$tmp/var"
+python3 - "$root" "$ndir" "$nginx_bin" "$hp" "$ap" "$np" "$tmp/var" <<'PY'
 import os, sys
 root, ndir, nginx_bin = sys.argv[1:4]
 hp, ap, np = map(int, sys.argv[4:7])
+var_dir = sys.argv[7]
 sys.path.insert(0, os.path.join(root, "perf"))
 from lib import peers  # perf/lib (`import perf` would be Debian's module)
 with open(os.path.join(ndir, "nginx.conf"), "w") as f:
     f.write(peers.proxy_conf(ndir, nginx_bin))
 site = peers.render_template(hp, np, os.path.join(ndir, "conf.d"), accounts_port=ap,
-                             api_auth="jwt")
+                             api_auth="jwt", var_dir=var_dir)
 with open(os.path.join(ndir, "conf.d", "default.conf"), "w") as f:
     f.write(site)
 PY
