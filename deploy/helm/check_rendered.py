@@ -34,6 +34,28 @@ NGINX_DEFAULTS = {"NGINX_API_AUTH": "jwt", "NGINX_ACCOUNTS_HOST": "accounts"}  #
 SHELLS = {"sh", "/bin/sh", "bash", "/bin/bash", "ash", "dash"}
 
 
+def drain_fits_grace(problems, where, spec, container, name, defaults, drain_var):
+    """A store-backed service's stop: a preStop sleep (endpoints drop the pod first), then its
+    drain timeout, both within terminationGracePeriodSeconds. Returns its env (the chart's
+    values over the binary's defaults), or None when the drain timeout cannot be read."""
+    pre_stop = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+    if not pre_stop:
+        problems.append(f"{where}: {name} has no preStop sleep")
+    env = dict(defaults)
+    env.update({e["name"]: e.get("value") for e in container.get("env") or []})
+    try:
+        timeout = seconds(env[drain_var])
+    except ValueError as e:
+        problems.append(f"{where}: {e}")
+        return None
+    needed = (pre_stop or {}).get("seconds", 0) + timeout
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if not grace > needed:
+        problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not above preStop + "
+                        f"drain timeout = {needed}s")
+    return env
+
+
 def seconds(duration):
     """hello's duration syntax: a whole number with ms, s or m."""
     m = re.fullmatch(r"(\d+)(ms|s|m)", str(duration))
@@ -126,21 +148,10 @@ def check_visits(where, dep, docs, problems):
     if not visits.get("livenessProbe") or live.get("path") == "/health":
         problems.append(f"{where}: livenessProbe missing or on /health (a store outage would "
                         "restart every pod)")
-    pre_stop = ((visits.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
-    if not pre_stop:
-        problems.append(f"{where}: visits has no preStop sleep")
-    env = dict(VISITS_DEFAULTS)
-    env.update({e["name"]: e.get("value") for e in visits.get("env") or []})
-    try:
-        timeout = seconds(env["VISITS_DRAIN_TIMEOUT"])
-    except ValueError as e:
-        problems.append(f"{where}: {e}")
+    env = drain_fits_grace(problems, where, spec, visits, "visits", VISITS_DEFAULTS,
+                           "VISITS_DRAIN_TIMEOUT")
+    if env is None:
         return
-    needed = (pre_stop or {}).get("seconds", 0) + timeout
-    grace = spec.get("terminationGracePeriodSeconds", 30)
-    if not grace > needed:
-        problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not above preStop + "
-                        f"drain timeout = {needed}s")
     for name in env:
         if "PASSWORD" in name and not name.endswith("_FILE"):
             problems.append(f"{where}: {name} in the environment (passwords come as files)")
@@ -193,21 +204,10 @@ def check_accounts(where, dep, docs, problems):
         if not acc.get(probe) or path == "/health":
             problems.append(f"{where}: {probe} missing or on /health (a PostgreSQL outage would "
                             "take /auth, and so every /api request, away)")
-    pre_stop = ((acc.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
-    if not pre_stop:
-        problems.append(f"{where}: accounts has no preStop sleep")
-    env = dict(ACCOUNTS_DEFAULTS)
-    env.update({e["name"]: e.get("value") for e in acc.get("env") or []})
-    try:
-        timeout = seconds(env["ACCOUNTS_DRAIN_TIMEOUT"])
-    except ValueError as e:
-        problems.append(f"{where}: {e}")
+    env = drain_fits_grace(problems, where, spec, acc, "accounts", ACCOUNTS_DEFAULTS,
+                           "ACCOUNTS_DRAIN_TIMEOUT")
+    if env is None:
         return
-    needed = (pre_stop or {}).get("seconds", 0) + timeout
-    grace = spec.get("terminationGracePeriodSeconds", 30)
-    if not grace > needed:
-        problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not above preStop + "
-                        f"drain timeout = {needed}s")
     for e in acc.get("env") or []:
         if "PASSWORD" in e["name"] and not e["name"].endswith("_FILE"):
             problems.append(f"{where}: {e['name']} in the environment (passwords come as files)")
