@@ -109,6 +109,16 @@ class ComposeStack:
         import requests
         return requests.get(self.base + path, timeout=timeout, **kw)
 
+    def up(self, timeout):
+        """Whatever an earlier run left of this project removed, then `scripts/up.sh -d` from
+        another directory (as a user would run it); its output in .up_output."""
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180,
+                     check=False)
+        with tempfile.TemporaryDirectory() as elsewhere:
+            p = run([str(REPO / "scripts" / "up.sh"), "-d"], timeout, cwd=elsewhere,
+                    env=self.env)
+        self.up_output = p.stdout + p.stderr
+
     def remove(self):
         """compose down with the volumes, and the secrets directory."""
         self.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180,

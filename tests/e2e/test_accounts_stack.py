@@ -88,12 +88,8 @@ class Stack(e2e_common.ComposeStack):
 @pytest.fixture(scope="module")
 def stack():
     s = Stack()
-    s.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180, check=False)
     try:
-        with tempfile.TemporaryDirectory() as elsewhere:
-            up = e2e_common.run([str(REPO / "scripts" / "up.sh"), "-d"], UP_TIMEOUT,
-                                cwd=elsewhere, env=s.env)
-        s.up_output = up.stdout + up.stderr
+        s.up(UP_TIMEOUT)
         wait_for("the JWKS through nginx",
                  lambda: s.get("/.well-known/jwks.json", timeout=2).status_code == 200,
                  timeout=60)

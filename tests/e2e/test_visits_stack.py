@@ -16,14 +16,13 @@ import http.client
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 
 import pytest
 
 import e2e_common
-from e2e_common import REPO, tail, wait_for
+from e2e_common import tail, wait_for
 
 PROJECT = os.environ.get("E2E_PROJECT", "hellostack-e2e") + "-visits"
 UP_TIMEOUT = float(os.environ.get("E2E_UP_TIMEOUT", "1800"))
@@ -47,12 +46,8 @@ class Stack(e2e_common.ComposeStack):
 @pytest.fixture(scope="module")
 def stack():
     s = Stack()
-    s.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180, check=False)
     try:
-        with tempfile.TemporaryDirectory() as elsewhere:
-            up = e2e_common.run([str(REPO / "scripts" / "up.sh"), "-d"], UP_TIMEOUT,
-                                cwd=elsewhere, env=s.env)
-        s.up_output = up.stdout + up.stderr
+        s.up(UP_TIMEOUT)
         wait_for("GET /visits through nginx", lambda: s.get("/visits", timeout=2).status_code == 200,
                  timeout=60)
         yield s
